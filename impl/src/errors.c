@@ -1,0 +1,111 @@
+/* errors.c: the error table's strings, and bl_error_info_t. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <billiard/errors.h>
+
+#include "internal.h"
+
+int bl__debug_validate;
+
+__attribute__((constructor)) static void bl__errors_init(void) {
+  const char *e = getenv("BL_DEBUG_VALIDATE");
+  bl__debug_validate = e && *e && strcmp(e, "0") != 0;
+}
+
+struct entry {
+  int code;
+  const char *name, *exc, *msg;
+};
+
+static const struct entry table[] = {
+#define BL__X(name, val, exc, msg) {val, "BL_E" #name, exc, msg},
+    BL_ERROR_MAP(BL__X)
+#undef BL__X
+};
+
+static const struct entry *find(int err) {
+  for (size_t i = 0; i < BL__ARRAY_SIZE(table); i++)
+    if (table[i].code == err) return &table[i];
+  return NULL;
+}
+
+BL_API int bl_err_is_billiard(int err) { return find(err) != NULL; }
+
+BL_API const char *bl_strerror(int err) {
+  const struct entry *e = find(err);
+  if (e) return e->msg;
+  if (err == 0) return "success";
+  if (err < 0 && err > -4096) return strerror(-err);
+  return "unknown error";
+}
+
+BL_API const char *bl_err_name(int err) {
+  const struct entry *e = find(err);
+  if (e) return e->name;
+  if (err == 0) return "OK";
+  if (err < 0 && err > -4096) {
+    const char *n = strerrorname_np(-err);
+    if (n) return n;
+  }
+  return "UNKNOWN";
+}
+
+BL_API const char *bl_err_exception(int err) {
+  const struct entry *e = find(err);
+  if (e) return e->exc;
+  if (err < 0 && err > -4096) {
+    /* Python maps these errnos to OSError subclasses; the harness compares
+     * exception names, so use the same ones. */
+    switch (-err) {
+    case EPIPE: case ESHUTDOWN: return "BrokenPipeError";
+    case ECONNRESET: return "ConnectionResetError";
+    case EINTR: return "InterruptedError";
+    default: return "OSError";
+    }
+  }
+  return "Exception";
+}
+
+char *bl__strdup(const char *s) { return s ? strdup(s) : NULL; }
+
+char *bl__asprintf(const char *fmt, ...) {
+  va_list ap;
+  char *out = NULL;
+  va_start(ap, fmt);
+  if (vasprintf(&out, fmt, ap) < 0) out = NULL;
+  va_end(ap);
+  return out;
+}
+
+BL_API int bl_error_info_set(bl_error_info_t *info, int code, const char *type,
+                             const char *message, const char *traceback) {
+  BL_VALIDATE(info != NULL, -EINVAL);
+  bl_error_info_t n = {code, bl__strdup(type), bl__strdup(message),
+                       bl__strdup(traceback)};
+  if ((type && !n.type) || (message && !n.message) ||
+      (traceback && !n.traceback)) {
+    bl_error_info_clear(&n);
+    return -ENOMEM;
+  }
+  bl_error_info_clear(info);
+  *info = n;
+  return 0;
+}
+
+BL_API void bl_error_info_clear(bl_error_info_t *info) {
+  if (!info) return;
+  free(info->type);
+  free(info->message);
+  free(info->traceback);
+  memset(info, 0, sizeof *info);
+}
+
+BL_API const char *bl_error_info_type(const bl_error_info_t *info) {
+  if (!info) return NULL;
+  return info->type ? info->type : bl_err_exception(info->code);
+}
+
+#include <billiard/billiard.h>
+BL_API const char *bl_version(void) { return BL_VERSION_STRING; }

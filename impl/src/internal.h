@@ -1,0 +1,92 @@
+/* internal.h: helpers shared by libbilliard's source files; never installed.
+ * Internal non-static names use the bl__ prefix. */
+#ifndef BL_INTERNAL_H
+#define BL_INTERNAL_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <billiard/errors.h>
+
+#define BL__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define BL__NS_PER_MS 1000000ull
+#define BL__NS_PER_S 1000000000ull
+
+/* Entry-point validation: returns err in every build (tests must see it);
+ * debug builds also say where. */
+#ifndef NDEBUG
+#define BL_VALIDATE(cond, err)                                                  \
+  do {                                                                          \
+    if (!(cond)) {                                                              \
+      if (bl__debug_validate)                                                   \
+        fprintf(stderr, "libbilliard: %s:%d: check failed: %s\n", __FILE__,    \
+                __LINE__, #cond);                                               \
+      return (err);                                                             \
+    }                                                                           \
+  } while (0)
+#else
+#define BL_VALIDATE(cond, err)                                                  \
+  do {                                                                          \
+    if (!(cond)) return (err);                                                  \
+  } while (0)
+#endif
+/* Set BL_DEBUG_VALIDATE=1 in the environment to print failed checks. */
+extern int bl__debug_validate;
+
+/* SQLite-style coverage markers. testcase(x) notes a boundary that tests
+ * must reach; NEVER(x) wraps a defensive check believed unreachable, so a
+ * coverage build can tell untested code from impossible code. */
+#if defined(BL_COVERAGE)
+#define testcase(x)                                                             \
+  do {                                                                          \
+    if (x) bl__testcase_hit(__LINE__);                                          \
+  } while (0)
+#define NEVER(x) (x)
+#define ALWAYS(x) (x)
+void bl__testcase_hit(int line);
+#else
+#define testcase(x) ((void)0)
+#define NEVER(x) __builtin_expect(!!(x), 0)
+#define ALWAYS(x) __builtin_expect(!!(x), 1)
+#endif
+
+/* ---- child.c: the one fork helper and the one way out of a child ---- */
+
+/* fork() after fflush(NULL); in the child resets coverage counters and,
+ * when pdeathsig is set, arms PR_SET_PDEATHSIG so no orphan outlives a
+ * crashed parent. Returns the pid, 0 in the child, or -errno. */
+pid_t bl__fork(int pdeathsig);
+/* Leave a child: dumps coverage counters, then _exit(code). */
+_Noreturn void bl__child_exit(int code);
+/* Non-zero in a process created by bl__fork (until it execs). */
+int bl__in_child(void);
+
+/* pidfd_open(pid, 0) with CLOEXEC semantics; -errno on failure. */
+int bl__pidfd_open(pid_t pid);
+/* pidfd_send_signal: never hits a recycled pid. -ESRCH once reaped. */
+int bl__pidfd_signal(int pidfd, int sig);
+
+/* ---- fdutil.c: EINTR-safe fd helpers; every fd is CLOEXEC ---- */
+int bl__pipe(int fds[2]);                 /* pipe2(O_CLOEXEC) */
+int bl__socketpair(int fds[2]);           /* AF_UNIX SOCK_STREAM, CLOEXEC */
+int bl__set_nonblock(int fd, int on);
+void bl__close(int *fd);                  /* close and set to -1; keeps errno */
+/* Write/read exactly len bytes, retrying on EINTR and short counts.
+ * read_full returns BL_EEOF on EOF at offset 0, BL_EPROTOCOL on EOF after
+ * part of the data (a torn frame); write_full returns -EPIPE etc. */
+int bl__write_full(int fd, const void *buf, size_t len);
+int bl__read_full(int fd, void *buf, size_t len);
+/* poll() one fd for events, timeout_ms < 0 = infinite; restarts on EINTR
+ * with the remaining time. 1 ready, 0 timed out, -errno. */
+int bl__poll_fd(int fd, short events, int timeout_ms);
+/* Grow a pipe's buffer toward want bytes (best effort, F_SETPIPE_SZ). */
+void bl__grow_pipe(int fd, int want);
+
+/* ---- errors.c ---- */
+char *bl__strdup(const char *s);          /* NULL-safe strdup */
+char *bl__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif /* BL_INTERNAL_H */
