@@ -6,6 +6,8 @@
 #include <billiard/errors.h>
 #include <billiard/clock.h>
 #include <billiard/task.h>
+#include <billiard/result.h>
+#include <billiard/pool.h>
 
 #define BL_VERSION_MAJOR 0
 #define BL_VERSION_MINOR 1
