@@ -3,11 +3,16 @@
  * Every process libbilliard creates comes from bl__fork() and leaves via
  * bl__child_exit(), so coverage counters, stdio buffers and parent-death
  * signals are handled in one place. */
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fault.h"
@@ -23,16 +28,103 @@ static int in_child;
 
 int bl__in_child(void) { return in_child; }
 
+/* Kernels >= 5.3 have pidfds, but valgrind 3.19 does not know the two
+ * syscalls and fails them with ENOSYS. Under it (and on old kernels) each
+ * child gets a "death pipe" instead: the child holds the write end for its
+ * whole life, so the read end reaches EOF (POLLIN|POLLHUP) exactly when the
+ * child exits, which is the same readiness a pidfd shows. The table maps a
+ * pid to its read end; bl__pidfd_open() hands out dups of it. */
+static int have_pidfd = -1; /* -1 unknown, 0 no, 1 yes */
+static pthread_mutex_t dp_mu = PTHREAD_MUTEX_INITIALIZER;
+struct deathpipe {
+  pid_t pid;
+  int rfd;
+};
+static struct deathpipe *dps;
+static size_t ndps, capdps;
+
+static int pidfd_supported(void) {
+  if (have_pidfd < 0) {
+    long fd = syscall(SYS_pidfd_open, getpid(), 0);
+    have_pidfd = fd >= 0 || errno != ENOSYS;
+    if (fd >= 0) close((int)fd);
+  }
+  return have_pidfd;
+}
+
+static void dp_remove_locked(size_t i) {
+  close(dps[i].rfd);
+  dps[i] = dps[--ndps];
+}
+
+static void dp_add(pid_t pid, int rfd) {
+  pthread_mutex_lock(&dp_mu);
+  for (size_t i = 0; i < ndps; i++)
+    if (dps[i].pid == pid) { /* a recycled pid: the old entry is stale */
+      dp_remove_locked(i);
+      break;
+    }
+  if (ndps == capdps) {
+    size_t ncap = capdps ? capdps * 2 : 16;
+    struct deathpipe *n = realloc(dps, ncap * sizeof *n);
+    if (!n) { /* lose exit detection for this child, not the process */
+      close(rfd);
+      pthread_mutex_unlock(&dp_mu);
+      return;
+    }
+    dps = n;
+    capdps = ncap;
+  }
+  dps[ndps++] = (struct deathpipe){pid, rfd};
+  pthread_mutex_unlock(&dp_mu);
+}
+
+void bl__child_forget(pid_t pid) {
+  pthread_mutex_lock(&dp_mu);
+  for (size_t i = 0; i < ndps; i++)
+    if (dps[i].pid == pid) {
+      dp_remove_locked(i);
+      break;
+    }
+  pthread_mutex_unlock(&dp_mu);
+}
+
+pid_t bl__waitpid(pid_t pid, int *status, int flags) {
+  pid_t r;
+  do r = waitpid(pid, status, flags);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return -errno;
+  if (r > 0) bl__child_forget(r);
+  return r;
+}
+
 pid_t bl__fork(int pdeathsig) {
   int rc = BL_FAULT("child/fork/fork", EAGAIN);
   if (rc) return rc;
   pid_t parent = getpid();
+  int dp[2] = {-1, -1};
+  if (!pidfd_supported() && pipe2(dp, O_CLOEXEC) != 0) return -errno;
   /* Unflushed stdio would be written twice, once by each process. */
   fflush(NULL);
   pid_t pid = fork();
-  if (pid < 0) return -errno;
-  if (pid > 0) return pid;
+  if (pid < 0) {
+    int e = errno;
+    bl__close(&dp[0]);
+    bl__close(&dp[1]);
+    return -e;
+  }
+  if (pid > 0) {
+    bl__close(&dp[1]);
+    if (dp[0] >= 0) dp_add(pid, dp[0]);
+    return pid;
+  }
   in_child = 1;
+  /* The child keeps dp[1] open until it exits; its parent's table is not
+   * its own, so forget inherited entries without closing the fds twice. */
+  bl__close(&dp[0]);
+  pthread_mutex_init(&dp_mu, NULL);
+  for (size_t i = 0; i < ndps; i++) close(dps[i].rfd);
+  ndps = 0;
 #ifdef BL_COVERAGE
   __gcov_reset(); /* GCOVR_EXCL_LINE: else the parent's counts are dumped twice */
 #endif
@@ -55,15 +147,46 @@ _Noreturn void bl__child_exit(int code) {
 int bl__pidfd_open(pid_t pid) {
   int rc = BL_FAULT("child/pidfd/open", EMFILE);
   if (rc) return rc;
-  /* pidfd_open fds are always close-on-exec. */
-  long fd = syscall(SYS_pidfd_open, pid, 0);
-  return fd < 0 ? -errno : (int)fd;
+  if (pidfd_supported()) {
+    /* pidfd_open fds are always close-on-exec. */
+    long fd = syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : (int)fd;
+  }
+  int fd = -ESRCH;
+  pthread_mutex_lock(&dp_mu);
+  for (size_t i = 0; i < ndps; i++)
+    if (dps[i].pid == pid) {
+      fd = fcntl(dps[i].rfd, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) fd = -errno;
+      break;
+    }
+  pthread_mutex_unlock(&dp_mu);
+  return fd;
 }
 
 int bl__pidfd_signal(int pidfd, int sig) {
-  if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) != 0) return -errno;
-  return 0;
+  if (pidfd_supported()) {
+    if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) != 0) return -errno;
+    return 0;
+  }
+  /* Death-pipe fallback: find the pid by the pipe's inode. An exited child
+   * (pipe at EOF) is never signalled, so a recycled pid is never hit. */
+  struct stat want, st;
+  if (fstat(pidfd, &want) != 0) return -errno;
+  pid_t pid = 0;
+  pthread_mutex_lock(&dp_mu);
+  for (size_t i = 0; i < ndps; i++)
+    if (fstat(dps[i].rfd, &st) == 0 && st.st_ino == want.st_ino &&
+        st.st_dev == want.st_dev) {
+      pid = dps[i].pid;
+      break;
+    }
+  pthread_mutex_unlock(&dp_mu);
+  if (pid <= 0 || bl__poll_fd(pidfd, POLLIN, 0) != 0) return -ESRCH;
+  return kill(pid, sig) == 0 ? 0 : -errno;
 }
+
+int bl__have_pidfd(void) { return pidfd_supported(); }
 
 #ifdef FIU_ENABLE
 void bl__fault_crash(void *failinfo) {

@@ -64,10 +64,22 @@ _Noreturn void bl__child_exit(int code);
 /* Non-zero in a process created by bl__fork (until it execs). */
 int bl__in_child(void);
 
-/* pidfd_open(pid, 0) with CLOEXEC semantics; -errno on failure. */
+/* pidfd_open(pid, 0): an fd that becomes readable (POLLIN) when the child
+ * exits; CLOEXEC; -errno on failure. Where the kernel or valgrind (3.19:
+ * ENOSYS) lacks pidfds, it is a dup of the child's "death pipe" read end
+ * (children must come from bl__fork), with the same readiness. Close it
+ * with close(). */
 int bl__pidfd_open(pid_t pid);
-/* pidfd_send_signal: never hits a recycled pid. -ESRCH once reaped. */
+/* Signal the child behind a bl__pidfd_open fd; never hits a recycled pid.
+ * -ESRCH once reaped (fallback: once exited). */
 int bl__pidfd_signal(int pidfd, int sig);
+/* 1 when real pidfds are in use, 0 under the death-pipe fallback. */
+int bl__have_pidfd(void);
+/* waitpid() retried on EINTR: the pid, 0 (WNOHANG, still running) or
+ * -errno. Always reap bl__fork children with this (it drops the fallback's
+ * death pipe), or call bl__child_forget(pid) after reaping another way. */
+pid_t bl__waitpid(pid_t pid, int *status, int flags);
+void bl__child_forget(pid_t pid);
 
 /* ---- fdutil.c: EINTR-safe fd helpers; every fd is CLOEXEC ---- */
 int bl__pipe(int fds[2]);                 /* pipe2(O_CLOEXEC) */

@@ -18,8 +18,7 @@ _Noreturn void t_exit(int code) { bl__child_exit(code); }
 int t_wait_exit(pid_t pid) {
   int st;
   pid_t r;
-  do r = waitpid(pid, &st, 0);
-  while (r < 0 && errno == EINTR);
+  r = bl__waitpid(pid, &st, 0);
   if (r != pid) return -1000;
   if (WIFEXITED(st)) return WEXITSTATUS(st);
   if (WIFSIGNALED(st)) return -WTERMSIG(st);

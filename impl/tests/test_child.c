@@ -84,7 +84,10 @@ Test(child, pipes_are_cloexec_and_full_io_roundtrips) {
   pid_t pid = t_fork();
   if (pid == 0) {
     close(fds[0]);
-    t_exit(bl__write_full(fds[1], buf, n) == 0 ? 0 : 1);
+    int rc = bl__write_full(fds[1], buf, n) == 0 ? 0 : 1;
+    free(buf); /* valgrind checks the child too */
+    free(out);
+    t_exit(rc);
   }
   close(fds[1]);
   cr_expect_eq(bl__read_full(fds[0], out, n), 0);
@@ -96,6 +99,20 @@ Test(child, pipes_are_cloexec_and_full_io_roundtrips) {
   bl__close(&fds[0]); /* no-op */
   free(buf);
   free(out);
+}
+
+Test(child, exit_fd_readable_and_signal_refused_after_exit) {
+  /* Exercises whichever of pidfd / death pipe this process uses. */
+  pid_t pid = t_fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) t_exit(3);
+  int pfd = bl__pidfd_open(pid);
+  cr_assert_geq(pfd, 0, "%s", bl_strerror(pfd));
+  cr_expect_eq(bl__poll_fd(pfd, POLLIN, 10000), 1);
+  cr_expect_eq(t_wait_exit(pid), 3);
+  cr_expect_eq(bl__pidfd_signal(pfd, SIGKILL), -ESRCH);
+  close(pfd);
+  cr_expect_eq(bl__waitpid(pid, NULL, WNOHANG), -ECHILD);
 }
 
 Test(child, torn_read_is_protocol_error) {
