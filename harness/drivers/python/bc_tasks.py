@@ -1,0 +1,291 @@
+"""Task catalogue and process targets of the billiard-conform driver protocol
+(harness/INTERPRETING.md §5), shared by the python-billiard and
+python-multiprocessing ports.
+
+Everything a worker runs lives here, at module level, so it pickles by
+reference and fork workers (which inherit this module) find it.  The driver
+calls `set_impl()` before creating anything, so tasks raise the soft-limit
+exception of the implementation under test.
+"""
+import ctypes
+import os
+import signal
+import sys
+import time
+
+_SoftTimeLimitExceeded = None   # billiard's class; None under multiprocessing
+_tasks_run = 0                  # per worker process: the `count` task
+_init_ran = False
+_hoard = []                     # `alloc` keeps its memory for the worker's life
+
+
+def set_impl(impl):
+    global _SoftTimeLimitExceeded
+    if impl == 'billiard':
+        from billiard.exceptions import SoftTimeLimitExceeded
+        _SoftTimeLimitExceeded = SoftTimeLimitExceeded
+
+
+def __getattr__(name):
+    """`fail` may raise any type name.  Unknown names become Exception
+    subclasses created on demand here, so pickle finds `bc_tasks.<name>` in
+    the parent as well as in the worker."""
+    if name.startswith('__') or not name[:1].isupper():
+        raise AttributeError(name)
+    cls = type(name, (Exception,), {'__module__': __name__})
+    globals()[name] = cls
+    return cls
+
+
+def _exc_type(name):
+    import builtins
+    t = getattr(builtins, name, None)
+    if isinstance(t, type) and issubclass(t, BaseException):
+        return t
+    return getattr(sys.modules[__name__], name)
+
+
+def _segv():
+    ctypes.string_at(0)
+    os.kill(os.getpid(), signal.SIGSEGV)   # not reached
+
+
+def _signum(name):
+    if isinstance(name, int):
+        return name
+    return int(getattr(signal, name))
+
+
+def _sleep(seconds):
+    deadline = time.monotonic() + float(seconds)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(left)
+
+
+# -- tasks -------------------------------------------------------------------
+
+def t_noop(a):
+    return None
+
+
+def t_echo(a):
+    return a.get('value')
+
+
+def t_square(a):
+    return a['x'] * a['x']
+
+
+def t_add(a):
+    return a['a'] + a['b']
+
+
+def t_pid(a):
+    return os.getpid()
+
+
+def t_sleep(a):
+    _sleep(a.get('seconds', 0))
+    return None
+
+
+def t_busy(a):
+    deadline = time.monotonic() + float(a.get('seconds', 0))
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+    return None
+
+
+def t_soft_aware(a):
+    if _SoftTimeLimitExceeded is None:
+        _sleep(a.get('seconds', 0))
+        return a.get('value')
+    try:
+        _sleep(a.get('seconds', 0))
+    except _SoftTimeLimitExceeded:
+        return {'soft': True}
+    return a.get('value')
+
+
+def t_fail(a):
+    raise _exc_type(a.get('type', 'RuntimeError'))(a.get('message', ''))
+
+
+def t_exit(a):
+    os._exit(int(a.get('code', 0)))
+
+
+def t_kill_self(a):
+    os.kill(os.getpid(), _signum(a.get('signal', 'SIGKILL')))
+    time.sleep(5)   # a handled signal may let the task go on
+    return None
+
+
+def t_crash(a):
+    _segv()
+
+
+def t_alloc(a):
+    n = int(a.get('mib', 1)) * 1024 * 1024
+    buf = bytearray(n)
+    for i in range(0, n, 4096):
+        buf[i] = 1
+    _hoard.append(buf)
+    return None
+
+
+def t_sleep_echo(a):
+    _sleep(a.get('seconds', 0))
+    return a.get('value')
+
+
+def t_count(a):
+    return _tasks_run
+
+
+TASKS = {
+    'noop': t_noop, 'echo': t_echo, 'square': t_square, 'add': t_add,
+    'pid': t_pid, 'sleep': t_sleep, 'busy': t_busy,
+    'soft_aware': t_soft_aware, 'fail': t_fail, 'exit': t_exit,
+    'kill_self': t_kill_self, 'crash': t_crash, 'alloc': t_alloc,
+    'sleep_echo': t_sleep_echo, 'count': t_count,
+}
+
+
+def run(task, args):
+    """The one function the pool runs: `task` by name with its args object."""
+    global _tasks_run
+    _tasks_run += 1
+    return TASKS[task](args or {})
+
+
+def run_item(task, args):
+    """map/imap: functools.partial(run_item, task) applied to each item."""
+    return run(task, args)
+
+
+# -- initializers ------------------------------------------------------------
+
+def init_ok(a):
+    global _init_ran
+    _init_ran = True
+
+
+def init_fail(a):
+    raise _exc_type(a.get('type', 'RuntimeError'))(a.get('message', ''))
+
+
+def init_exit(a):
+    os._exit(int(a.get('code', 0)))
+
+
+def init_crash(a):
+    _segv()
+
+
+INITIALIZERS = {'init_ok': init_ok, 'init_fail': init_fail,
+                'init_exit': init_exit, 'init_crash': init_crash}
+
+
+def initializer(name, args):
+    INITIALIZERS[name](args or {})
+
+
+# -- process targets -----------------------------------------------------------
+# The driver resolves handle names (queue, lock, event, value, conn, barrier)
+# to the objects before start; fork children inherit them.
+
+def p_exit(a):
+    os._exit(int(a.get('code', 0)))
+
+
+def p_sleep(a):
+    _sleep(a.get('seconds', 0))
+
+
+def p_kill_self(a):
+    os.kill(os.getpid(), _signum(a.get('signal', 'SIGKILL')))
+    time.sleep(5)
+
+
+def p_queue_put(a):
+    q = a['queue']
+    for v in a.get('values', []):
+        if a.get('delay'):
+            _sleep(a['delay'])
+        q.put(v)
+    if hasattr(q, 'close') and hasattr(q, 'join_thread'):
+        q.close()
+        q.join_thread()   # flush the feeder before exiting
+
+
+def p_queue_get(a):
+    q = a['queue']
+    for _ in range(int(a.get('count', 1))):
+        q.get()
+
+
+def p_lock_hold(a):
+    lk = a['lock']
+    lk.acquire()
+    _sleep(a.get('seconds', 0))
+    lk.release()
+
+
+def p_lock_hold_die(a):
+    a['lock'].acquire()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def p_event_wait(a):
+    if not a['event'].wait(a.get('timeout')):
+        os._exit(1)
+
+
+def p_value_add(a):
+    v = a['value']
+    for _ in range(int(a.get('n', 1))):
+        with v.get_lock():
+            v.value += 1
+
+
+def p_conn_send(a):
+    a['conn'].send_bytes(encode(a.get('data', '')))
+
+
+def p_conn_recv(a):
+    a['conn'].recv_bytes()
+
+
+def p_barrier_wait(a):
+    try:
+        a['barrier'].wait(a.get('timeout'))
+    except Exception:
+        os._exit(1)
+
+
+TARGETS = {
+    'exit': p_exit, 'sleep': p_sleep, 'kill_self': p_kill_self,
+    'queue_put': p_queue_put, 'queue_get': p_queue_get,
+    'lock_hold': p_lock_hold, 'lock_hold_die': p_lock_hold_die,
+    'event_wait': p_event_wait, 'value_add': p_value_add,
+    'conn_send': p_conn_send, 'conn_recv': p_conn_recv,
+    'barrier_wait': p_barrier_wait,
+}
+
+
+def target(name, args):
+    TARGETS[name](args)
+
+
+def encode(data):
+    """Protocol byte payloads: a string, or {"repeat": s, "n": N}."""
+    if isinstance(data, dict) and 'repeat' in data:
+        return (str(data['repeat']) * int(data['n'])).encode('utf-8')
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data)
+    return str(data).encode('utf-8')
