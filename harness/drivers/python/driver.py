@@ -571,6 +571,14 @@ class Driver:
         busy = {}
         for jn, pid in list(rec.busy.items()):
             busy.setdefault(str(pid), []).append(jn)
+        # map jobs have no accept_callback: billiard records the ACKing pid
+        # of each chunk (a finished chunk's pid stays listed until ready).
+        for j in list(self.jobs.values()):
+            if j.pool is rec and j.kind == 'map' and j.result is not None \
+                    and not j.result.ready() \
+                    and hasattr(j.result, 'worker_pids'):
+                for pid in set(j.result.worker_pids()):
+                    busy.setdefault(str(pid), []).append(j.name)
         return {'state': state, 'pids': pids, 'busy': busy}
 
     # ===== results =============================================================
