@@ -1,0 +1,1174 @@
+/* pool.c: the Pool API: options, submitting jobs, dispatching units to
+ * workers, routing their results, resolving jobs exactly once, waiting, and
+ * close/terminate/join. The event loop itself is in supervisor.c.
+ *
+ * A job is resolved exactly once (resolve()), under the pool lock; its
+ * callbacks run later, unlocked, from the deferred queue. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "internal.h"
+#include "poolint.h"
+
+static atomic_uint_fast64_t job_counter; /* one per process, from 0 */
+
+uint64_t bl__pool_now(const bl_pool_t *p) { return bl_clock_now(p->o.clock); }
+
+BL_API void bl_pool_options_init(bl_pool_options_t *o) {
+  if (!o) return;
+  memset(o, 0, sizeof *o);
+  o->size = sizeof *o;
+  o->lost_worker_timeout_ms = 10000;
+  o->max_restarts = 100;
+  o->max_restart_freq_ms = 1000;
+  o->kill_grace_ms = 100;
+  o->prefetch = 32;
+  o->threads = 1;
+}
+
+BL_API void bl_apply_options_init(bl_apply_options_t *o) {
+  if (!o) return;
+  memset(o, 0, sizeof *o);
+  o->size = sizeof *o;
+}
+
+BL_API size_t bl_pool_default_chunksize(size_t n, unsigned workers) {
+  size_t d = 4 * (size_t)(workers ? workers : 1);
+  size_t c = (n + d - 1) / d;
+  return c ? c : 1;
+}
+
+/* ---------------------------------------------------------------- jobs */
+
+void bl__job_unref(bl_result_t *r) {
+  if (!r || atomic_fetch_sub(&r->refs, 1) != 1) return;
+  if (r->kind == BL__JOB_APPLY) {
+    free(r->buf1);
+  } else {
+    for (size_t c = 0; c < r->nchunks; c++) {
+      free(r->chunkbuf[c]);
+      if (r->cherr) bl_error_info_clear(&r->cherr[c]);
+    }
+    free(r->chunkbuf);
+    free(r->cherr);
+    free(r->chcode);
+    free(r->done_order);
+    free(r->items);
+    free(r->units);
+    free(r->argoff);
+    free(r->arglen);
+    free(r->args);
+  }
+  bl_error_info_clear(&r->err);
+  free(r);
+}
+
+BL_API void bl_result_free(bl_result_t **r) {
+  if (!r || !*r) return;
+  bl__job_unref(*r);
+  *r = NULL;
+}
+
+int bl__pool_defer(bl_pool_t *p, int kind, bl_result_t *job, pid_t pid,
+                   int status) {
+  if (p->ndefs == p->capdefs) {
+    size_t nc = p->capdefs ? p->capdefs * 2 : 64;
+    struct bl__defer *n = realloc(p->defs, nc * sizeof *n);
+    if (!n) return -ENOMEM; /* a callback is skipped; the job still resolves */
+    p->defs = n;
+    p->capdefs = nc;
+  }
+  if (job) atomic_fetch_add(&job->refs, 1);
+  p->defs[p->ndefs++] = (struct bl__defer){kind, job, pid, status};
+  return 0;
+}
+
+static int has_cb(const bl_result_t *r) {
+  return r->ao.callback || r->ao.error_callback || r->timeout_set;
+}
+
+/* The one place a job becomes ready. Lock held. */
+static void resolve(bl_pool_t *p, bl_result_t *r, int code, const char *type,
+                    const char *msg, const char *tb) {
+  if (atomic_load_explicit(&r->ready, memory_order_relaxed)) return;
+  r->code = code;
+  if (code) bl_error_info_set(&r->err, code, type, msg, tb);
+  atomic_store_explicit(&r->ready, 1, memory_order_release);
+  p->unresolved--;
+  if (has_cb(r)) bl__pool_defer(p, BL__DEF_RESOLVED, r, 0, 0);
+  if (p->nwaiters) pthread_cond_broadcast(&p->cv);
+}
+
+void bl__pool_unit_done(bl_pool_t *p, struct bl__unit *u) {
+  (void)p;
+  if (u->state == BL__U_DONE) return;
+  u->state = BL__U_DONE;
+  bl_result_t *r = u->job;
+  if (--r->units_open == 0) bl__job_unref(r); /* the pool's reference */
+}
+
+/* A chunk of an imap job ends (value stored or error). Lock held. */
+static void imap_chunk_end(bl_pool_t *p, bl_result_t *r, uint32_t c) {
+  if (r->done_order) r->done_order[r->ndone] = c;
+  r->ndone++;
+  if (r->ndone == r->nchunks) resolve(p, r, 0, NULL, NULL, NULL);
+  else if (p->nwaiters) pthread_cond_broadcast(&p->cv);
+}
+
+void bl__pool_fail_unit(bl_pool_t *p, struct bl__unit *u, int code,
+                        const char *type, const char *msg) {
+  bl_result_t *r = u->job;
+  if (r->kind == BL__JOB_IMAP || r->kind == BL__JOB_IMAPU) {
+    if (r->chcode[u->chunk] == 1) return; /* already ended */
+    if (!r->cherr) r->cherr = calloc(r->nchunks, sizeof *r->cherr);
+    if (r->cherr)
+      bl_error_info_set(&r->cherr[u->chunk], code, type, msg, NULL);
+    r->chcode[u->chunk] = code ? code : BL_EPROCESS;
+    imap_chunk_end(p, r, u->chunk);
+    return;
+  }
+  resolve(p, r, code, type, msg, NULL);
+}
+
+/* A READY/FAIL frame for unit u. Lock held. */
+static void on_outcome(bl_pool_t *p, struct bl__unit *u, const bl__pw_hdr_t *h,
+                       const uint8_t *body) {
+  bl_result_t *r = u->job;
+  if (h->type == BL__PW_FAIL) {
+    bl__pw_fail_t f;
+    char *type = NULL, *msg = NULL, *tb = NULL;
+    if (bl__pw_get_fail(body, h->len, &f) == 0) {
+      type = f.typelen ? strndup(f.type, f.typelen) : NULL;
+      msg = f.msglen ? strndup(f.msg, f.msglen) : NULL;
+      tb = f.tblen ? strndup(f.tb, f.tblen) : NULL;
+    } else {
+      f.code = BL_EPROTOCOL;
+    }
+    if (r->kind == BL__JOB_IMAP || r->kind == BL__JOB_IMAPU) {
+      if (!r->cherr) r->cherr = calloc(r->nchunks, sizeof *r->cherr);
+      if (r->cherr) bl_error_info_set(&r->cherr[u->chunk], f.code, type, msg, tb);
+      r->chcode[u->chunk] = f.code;
+      imap_chunk_end(p, r, u->chunk);
+    } else {
+      resolve(p, r, f.code, type, msg, tb);
+    }
+    free(type);
+    free(msg);
+    free(tb);
+    return;
+  }
+  if (atomic_load_explicit(&r->ready, memory_order_relaxed)) return;
+  if (r->kind == BL__JOB_APPLY) {
+    const uint8_t *it;
+    size_t len, cur = 0;
+    if (h->nitems != 1 || bl__pw_next_item(body, h->len, &cur, &it, &len)) {
+      resolve(p, r, BL_EPROTOCOL, NULL, "bad READY frame", NULL);
+      return;
+    }
+    r->buf1 = malloc(len ? len : 1);
+    if (!r->buf1) {
+      resolve(p, r, -ENOMEM, NULL, NULL, NULL);
+      return;
+    }
+    memcpy(r->buf1, it, len);
+    r->item1 = (struct bl__item){r->buf1, len};
+    resolve(p, r, 0, NULL, NULL, NULL);
+    return;
+  }
+  /* map/imap chunk: one copy of the body, items point into it */
+  size_t first = (size_t)u->chunk * r->chunksize;
+  size_t n = r->nitems - first < r->chunksize ? r->nitems - first : r->chunksize;
+  uint8_t *copy = malloc(h->len ? h->len : 1);
+  if (!copy || h->nitems != n) {
+    free(copy);
+    bl__pool_fail_unit(p, u, copy ? BL_EPROTOCOL : -ENOMEM, NULL, NULL);
+    return;
+  }
+  memcpy(copy, body, h->len);
+  r->chunkbuf[u->chunk] = copy;
+  size_t cur = 0;
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *it;
+    size_t len;
+    if (bl__pw_next_item(copy, h->len, &cur, &it, &len)) break;
+    r->items[first + i] = (struct bl__item){it, len};
+  }
+  if (r->kind == BL__JOB_MAP) {
+    if (++r->ndone == r->nchunks) resolve(p, r, 0, NULL, NULL, NULL);
+  } else {
+    r->chcode[u->chunk] = 1;
+    imap_chunk_end(p, r, u->chunk);
+  }
+}
+
+static void on_ack(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
+  bl_result_t *r = u->job;
+  u->state = BL__U_ACKED;
+  w->running = u;
+  w->running_resolved = 0;
+  bl__restart_reset(&p->rs);
+  r->pid = w->pid;
+  if (++r->nacked >= r->nchunks) r->accepted = 1;
+  if (r->ao.accept_callback) bl__pool_defer(p, BL__DEF_ACCEPT, r, w->pid, 0);
+  if (r->soft_ms || r->hard_ms) {
+    bl__tl_start(&w->tl, bl__pool_now(p), r->soft_ms, r->hard_ms);
+    if (r->kind == BL__JOB_APPLY && p->o.on_timeout_set && !r->timeout_set) {
+      r->timeout_set = 1;
+      bl__pool_defer(p, BL__DEF_TSET, r, 0, 0);
+    }
+  } else {
+    bl__tl_stop(&w->tl);
+  }
+  if (r->term_sig && !w->doomed) { /* terminate_job asked before it started */
+    w->term_unit = u;
+    w->term_sig = r->term_sig;
+    bl__sv_signal(p, w, r->term_sig);
+  }
+}
+
+/* Broken stream from a live worker: it cannot be trusted, kill it. */
+static void worker_protocol_error(bl_pool_t *p, struct bl__worker *w) {
+  if (!w->doomed) {
+    w->doomed = 1;
+    bl__sv_signal(p, w, SIGKILL);
+  }
+}
+
+int bl__pool_on_readable(bl_pool_t *p, struct bl__worker *w) {
+  int handled = 0;
+  while (w->res_open) {
+    int rc = BL_FAULT("pool/result/read", EIO);
+    if (rc == 0 && bl__buf_reserve(&w->in, 65536)) rc = -ENOMEM;
+    ssize_t n = 0;
+    if (rc == 0) {
+      n = read(w->res_fd, w->in.p + w->in.len, w->in.cap - w->in.len);
+      if (n < 0) rc = -errno;
+    }
+    if (rc == -EINTR) continue;
+    if (rc == -EAGAIN) break;
+    if (rc == 0 && n > 0) {
+      w->in.len += (size_t)n;
+      for (;;) {
+        bl__pw_hdr_t h;
+        long fl = bl__pw_peek(w->in.p + w->in.off, w->in.len - w->in.off, &h);
+        if (fl == 0) break;
+        struct bl__unit *u = w->if_head;
+        if (fl < 0 || !u || u->job->id != h.job || u->chunk != h.chunk ||
+            (h.type == BL__PW_ACK) != (u->state == BL__U_SENT)) {
+          rc = BL_EPROTOCOL;
+          break;
+        }
+        const uint8_t *body = w->in.p + w->in.off + sizeof h;
+        w->in.off += (size_t)fl;
+        handled++;
+        if (h.type == BL__PW_ACK) {
+          on_ack(p, w, u);
+          continue;
+        }
+        w->if_head = u->next;
+        if (!w->if_head) w->if_tail = NULL;
+        w->nif--;
+        w->running = NULL;
+        bl__tl_stop(&w->tl);
+        if (w->running_resolved) w->running_resolved = 0; /* late: drop it */
+        else if (!u->cancelled) on_outcome(p, u, &h, body);
+        if (w->term_unit == u) w->term_unit = NULL;
+        bl__pool_unit_done(p, u);
+      }
+      if (w->in.off == w->in.len) w->in.off = w->in.len = 0;
+      if (rc == 0) {
+        if ((size_t)n < 4096) break; /* drained: skip the EAGAIN read */
+        continue;
+      }
+    }
+    /* EOF: the worker is gone or going, and its pidfd tells the rest. A
+     * read or protocol error: the worker cannot be trusted, kill it. */
+    if (rc) worker_protocol_error(p, w);
+    bl__sv_close_res(p, w);
+    break;
+  }
+  return handled;
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+int bl__pool_flush(bl_pool_t *p, struct bl__worker *w) {
+  while (w->out.off < w->out.len) {
+    int rc = BL_FAULT("pool/dispatch/write", EPIPE);
+    ssize_t n = -1;
+    if (rc == 0) {
+      n = write(w->task_fd, w->out.p + w->out.off, w->out.len - w->out.off);
+      if (n < 0) rc = -errno;
+    }
+    if (rc == -EINTR) continue;
+    if (rc == -EAGAIN) return 1; /* caller arms EPOLLOUT */
+    if (rc) {
+      /* The worker cannot get its frames: treat it as lost. Its unstarted
+       * units are re-dispatched when its pidfd reports the death. */
+      w->out.off = w->out.len = 0;
+      worker_protocol_error(p, w);
+      return rc;
+    }
+    w->out.off += (size_t)n;
+  }
+  w->out.off = w->out.len = 0;
+  return 0;
+}
+
+static int eligible(const bl_pool_t *p, const struct bl__worker *w) {
+  return !w->stop_sent && !w->doomed && w->pidfd >= 0 &&
+         (!p->o.maxtasksperchild || w->nsent < p->o.maxtasksperchild);
+}
+
+static int send_unit(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
+  bl_result_t *r = u->job;
+  size_t i0 = (size_t)u->chunk * r->chunksize;
+  size_t n = r->nitems - i0 < r->chunksize ? r->nitems - i0 : r->chunksize;
+  int rc = bl__pw_put_task(&w->out, r->id, u->chunk, i0, r->task, r->args,
+                           r->argoff, r->arglen, i0, (uint32_t)n);
+  if (rc) return rc;
+  u->state = BL__U_SENT;
+  u->seq = ++w->seq;
+  u->next = NULL;
+  if (w->if_tail) w->if_tail->next = u;
+  else w->if_head = u;
+  w->if_tail = u;
+  w->nif++;
+  w->nsent++;
+  return 0;
+}
+
+static struct bl__unit *pop_queue(bl_pool_t *p) {
+  for (;;) {
+    struct bl__unit *u = p->q_head;
+    if (!u) return NULL;
+    p->q_head = u->next;
+    if (!p->q_head) p->q_tail = NULL;
+    p->qlen--;
+    u->next = NULL;
+    if (!u->cancelled && !atomic_load_explicit(&u->job->ready,
+                                               memory_order_relaxed))
+      return u;
+    /* terminate_job'd, or its map already failed: nothing to run. */
+    testcase(u->cancelled);
+    bl__pool_unit_done(p, u);
+  }
+}
+
+void bl__pool_dispatch(bl_pool_t *p) {
+  if (!p->q_head || p->state == BL_POOL_TERMINATE) return;
+  size_t ne = 0;
+  for (size_t i = 0; i < p->nw; i++) ne += eligible(p, p->w[i]);
+  if (!ne) return;
+  /* Prefetch only as deep as the queue spreads evenly over the workers, so
+   * a short queue never waits behind one busy worker (billiard's shared
+   * queue gives a job to whichever worker is free). */
+  size_t cap = (p->qlen + ne - 1) / ne;
+  if (cap < 1) cap = 1;
+  if (cap > p->o.prefetch) cap = p->o.prefetch ? p->o.prefetch : 1;
+  int progress = 1;
+  while (p->q_head && progress) {
+    progress = 0;
+    for (size_t i = 0; i < p->nw && p->q_head; i++) {
+      struct bl__worker *w = p->w[i];
+      if (!eligible(p, w) || w->nif >= cap) continue;
+      struct bl__unit *u = pop_queue(p);
+      if (!u) break;
+      if (send_unit(p, w, u) != 0) {
+        bl__pool_fail_unit(p, u, -ENOMEM, NULL, NULL);
+        bl__pool_unit_done(p, u);
+        continue;
+      }
+      progress = 1;
+    }
+  }
+  for (size_t i = 0; i < p->nw; i++) {
+    struct bl__worker *w = p->w[i];
+    if (w->out.len > w->out.off && !w->out_armed && bl__pool_flush(p, w) == 1) {
+      bl__sv_arm_out(p, w, 1);
+    }
+  }
+}
+
+void bl__pool_requeue_front(bl_pool_t *p, struct bl__unit *head,
+                            struct bl__unit *tail, size_t n) {
+  if (!head) return;
+  for (struct bl__unit *u = head; u; u = u->next) u->state = BL__U_QUEUED;
+  tail->next = p->q_head;
+  p->q_head = head;
+  if (!p->q_tail) p->q_tail = tail;
+  p->qlen += n;
+}
+
+void bl__pool_fail_queue(bl_pool_t *p, int code, const char *msg) {
+  struct bl__unit *u;
+  while ((u = p->q_head)) {
+    p->q_head = u->next;
+    p->qlen--;
+    if (!u->cancelled) bl__pool_fail_unit(p, u, code, NULL, msg);
+    bl__pool_unit_done(p, u);
+  }
+  p->q_tail = NULL;
+}
+
+void bl__pool_kick(bl_pool_t *p) {
+  if (p->awake || p->kicked) return;
+  p->kicked = 1;
+  uint64_t one = 1;
+  ssize_t n = write(p->evfd, &one, sizeof one);
+  (void)n; /* a full counter is already a pending wake-up */
+}
+
+/* ------------------------------------------------------------- submit */
+
+static int copy_args(bl_result_t *r, const void *const *args,
+                     const size_t *lens, size_t n) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!args[i] && lens[i]) return -EINVAL;
+    if (lens[i] > BL__PW_MAX_BODY || total + lens[i] > SIZE_MAX / 2) return -EMSGSIZE;
+    total += lens[i];
+  }
+  r->args = malloc(total ? total : 1);
+  r->argoff = malloc((n ? n : 1) * sizeof *r->argoff);
+  r->arglen = malloc((n ? n : 1) * sizeof *r->arglen);
+  if (!r->args || !r->argoff || !r->arglen) return -ENOMEM;
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++) {
+    r->argoff[i] = off;
+    r->arglen[i] = lens[i];
+    if (lens[i]) memcpy(r->args + off, args[i], lens[i]);
+    off += lens[i];
+  }
+  return 0;
+}
+
+static bl_result_t *job_new(bl_pool_t *p, int kind, const char *task,
+                            size_t extra) {
+  size_t tl = strlen(task) + 1;
+  bl_result_t *r = calloc(1, sizeof *r + tl + extra);
+  if (!r) return NULL;
+  char *name = (char *)(r + 1);
+  memcpy(name, task, tl);
+  r->task = name;
+  r->kind = kind;
+  r->pool = p;
+  atomic_init(&r->refs, 1); /* the pool's, dropped when units_open hits 0 */
+  atomic_init(&r->ready, 0);
+  return r;
+}
+
+static void set_limits(bl_pool_t *p, bl_result_t *r, const bl_apply_options_t *ao) {
+  if (ao) r->ao = *ao;
+  else bl_apply_options_init(&r->ao);
+  r->soft_ms = r->ao.soft_time_limit_ms ? r->ao.soft_time_limit_ms
+                                        : p->o.soft_time_limit_ms;
+  r->hard_ms = r->ao.time_limit_ms ? r->ao.time_limit_ms : p->o.time_limit_ms;
+}
+
+/* Enqueue r's units (or resolve an empty job). Frees r when refused. */
+static int enqueue(bl_pool_t *p, bl_result_t *r, bl_result_t **out) {
+  pthread_mutex_lock(&p->mu);
+  if (p->state != BL_POOL_RUN) {
+    pthread_mutex_unlock(&p->mu);
+    bl__job_unref(r);
+    return BL_ENOTRUNNING;
+  }
+  r->id = atomic_fetch_add(&job_counter, 1);
+  if (out) atomic_fetch_add(&r->refs, 1);
+  p->unresolved++;
+  r->units_open = r->nchunks;
+  if (r->nchunks == 0) {
+    r->accepted = 1;
+    resolve(p, r, 0, NULL, NULL, NULL);
+    pthread_mutex_unlock(&p->mu);
+    if (out) *out = r;
+    bl__job_unref(r); /* no units: the pool's reference goes now */
+    return 0;
+  }
+  for (size_t c = 0; c < r->nchunks; c++) {
+    struct bl__unit *u = &r->units[c];
+    u->job = r;
+    u->chunk = (uint32_t)c;
+    u->state = BL__U_QUEUED;
+    u->next = NULL;
+    if (p->q_tail) p->q_tail->next = u;
+    else p->q_head = u;
+    p->q_tail = u;
+  }
+  p->qlen += r->nchunks;
+  bl__pool_kick(p);
+  pthread_mutex_unlock(&p->mu);
+  if (out) *out = r;
+  return 0;
+}
+
+BL_API int bl_pool_apply_async(bl_pool_t *pool, const char *task,
+                               const void *arg, size_t len,
+                               const bl_apply_options_t *ao, bl_result_t **out) {
+  BL_VALIDATE(pool && task && (arg || !len), -EINVAL);
+  BL_VALIDATE(!ao || ao->size == sizeof *ao, -EINVAL);
+  BL_VALIDATE(len <= BL__PW_MAX_BODY, -EMSGSIZE);
+  bl_task_fn fn;
+  if (bl_lookup_task(task, &fn) != 0) return BL_ENOTFOUND;
+  bl_result_t *r = job_new(pool, BL__JOB_APPLY, task, len);
+  if (!r) return -ENOMEM;
+  uint8_t *a = (uint8_t *)(r + 1) + strlen(task) + 1;
+  if (len) memcpy(a, arg, len);
+  r->args = a;
+  r->off1 = 0;
+  r->len1 = len;
+  r->argoff = &r->off1;
+  r->arglen = &r->len1;
+  r->nitems = r->chunksize = r->nchunks = 1;
+  r->units = &r->unit1;
+  r->items = &r->item1;
+  set_limits(pool, r, ao);
+  return enqueue(pool, r, out);
+}
+
+static int submit_many(bl_pool_t *p, int kind, const char *task,
+                       const void *const *args, const size_t *lens, size_t n,
+                       const bl_apply_options_t *ao, bl_result_t **out) {
+  BL_VALIDATE(p && task && (n == 0 || (args && lens)), -EINVAL);
+  BL_VALIDATE(!ao || ao->size == sizeof *ao, -EINVAL);
+  bl_task_fn fn;
+  if (bl_lookup_task(task, &fn) != 0) return BL_ENOTFOUND;
+  bl_result_t *r = job_new(p, kind, task, 0);
+  if (!r) return -ENOMEM;
+  set_limits(p, r, ao);
+  size_t cs = r->ao.chunksize;
+  if (!cs) cs = kind == BL__JOB_MAP ? bl_pool_default_chunksize(n, bl_pool_size(p)) : 1;
+  r->chunksize = cs;
+  r->nitems = n;
+  r->nchunks = (n + cs - 1) / cs;
+  int rc = copy_args(r, args, lens, n);
+  size_t nc = r->nchunks ? r->nchunks : 1;
+  if (rc == 0) {
+    r->units = calloc(nc, sizeof *r->units);
+    r->items = calloc(n ? n : 1, sizeof *r->items);
+    r->chunkbuf = calloc(nc, sizeof *r->chunkbuf);
+    if (kind != BL__JOB_MAP) r->chcode = calloc(nc, sizeof *r->chcode);
+    if (kind == BL__JOB_IMAPU) r->done_order = calloc(nc, sizeof *r->done_order);
+    if (!r->units || !r->items || !r->chunkbuf ||
+        (kind != BL__JOB_MAP && !r->chcode) ||
+        (kind == BL__JOB_IMAPU && !r->done_order))
+      rc = -ENOMEM;
+  }
+  if (r->nchunks > UINT32_MAX) rc = -E2BIG;
+  if (rc) {
+    bl__job_unref(r);
+    return rc;
+  }
+  return enqueue(p, r, out);
+}
+
+/* ------------------------------------------------------------- waiting */
+
+static int on_sv_thread(const bl_pool_t *p) {
+  return p->have_thread && pthread_equal(pthread_self(), p->th);
+}
+
+/* Wait until done(p, arg) with the lock held, driving the pool when no
+ * supervisor thread does (threads = 0, or a callback on the supervisor).
+ * Returns 0, or BL_ETIMEOUT. Called and returns with the lock held. */
+static int wait_locked(bl_pool_t *p, int (*done)(bl_pool_t *, void *),
+                       void *arg, int timeout_ms) {
+  uint64_t end = timeout_ms < 0 ? UINT64_MAX
+                                : bl_monotonic_ns() + (uint64_t)timeout_ms * BL__NS_PER_MS;
+  while (!done(p, arg)) {
+    uint64_t now = bl_monotonic_ns();
+    if (now >= end) return BL_ETIMEOUT;
+    int ms = end == UINT64_MAX ? -1 : (int)((end - now + BL__NS_PER_MS - 1) / BL__NS_PER_MS);
+    int self_drive = (!p->have_thread || p->quit || on_sv_thread(p)) && !p->stepping;
+    if (self_drive) {
+      pthread_mutex_unlock(&p->mu);
+      bl__sv_step(p, ms);
+      pthread_mutex_lock(&p->mu);
+      continue;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t wake = bl_monotonic_ns() + (ms < 0 || ms > 1000 ? 1000 : (uint64_t)ms) * BL__NS_PER_MS;
+    ts.tv_sec = (time_t)(wake / BL__NS_PER_S);
+    ts.tv_nsec = (long)(wake % BL__NS_PER_S);
+    p->nwaiters++;
+    pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    p->nwaiters--;
+  }
+  return 0;
+}
+
+static int job_ready(bl_pool_t *p, void *arg) {
+  (void)p;
+  return atomic_load(&((bl_result_t *)arg)->ready);
+}
+
+BL_API int bl_result_wait(bl_result_t *r, int timeout_ms) {
+  BL_VALIDATE(r, -EINVAL);
+  if (atomic_load_explicit(&r->ready, memory_order_acquire)) return 0;
+  bl_pool_t *p = r->pool;
+  pthread_mutex_lock(&p->mu);
+  int rc = wait_locked(p, job_ready, r, timeout_ms);
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+BL_API int bl_result_get(bl_result_t *r, int timeout_ms, const void **value,
+                         size_t *len, bl_error_info_t *err) {
+  BL_VALIDATE(r, -EINVAL);
+  int rc = bl_result_wait(r, timeout_ms);
+  if (rc) return rc;
+  if (value) *value = NULL;
+  if (len) *len = 0;
+  if (r->code) {
+    if (err) bl_error_info_set(err, r->err.code, r->err.type, r->err.message,
+                               r->err.traceback);
+    return r->code;
+  }
+  if (r->kind == BL__JOB_APPLY) {
+    if (value) *value = r->item1.p;
+    if (len) *len = r->item1.len;
+  } else if (len) {
+    *len = r->nitems;
+  }
+  return 0;
+}
+
+BL_API int bl_result_ready(const bl_result_t *r) {
+  return r && atomic_load_explicit(&((bl_result_t *)r)->ready, memory_order_acquire);
+}
+
+BL_API int bl_result_successful(const bl_result_t *r) {
+  BL_VALIDATE(r, -EINVAL);
+  if (!bl_result_ready(r)) return BL_ESTATE;
+  return r->code == 0;
+}
+
+BL_API int bl_result_accepted(const bl_result_t *r) {
+  if (!r) return 0;
+  if (bl_result_ready(r) && r->nchunks == 0) return 1;
+  pthread_mutex_lock(&r->pool->mu);
+  int a = r->accepted;
+  pthread_mutex_unlock(&r->pool->mu);
+  return a;
+}
+
+BL_API pid_t bl_result_worker_pid(const bl_result_t *r) {
+  if (!r) return 0;
+  if (bl_result_ready(r)) return r->pid;
+  pthread_mutex_lock(&r->pool->mu);
+  pid_t pid = r->pid;
+  pthread_mutex_unlock(&r->pool->mu);
+  return pid;
+}
+
+BL_API uint64_t bl_result_job_id(const bl_result_t *r) { return r ? r->id : 0; }
+
+BL_API size_t bl_result_count(const bl_result_t *r) { return r ? r->nitems : 0; }
+
+BL_API int bl_result_item(const bl_result_t *r, size_t i, const void **value,
+                          size_t *len) {
+  BL_VALIDATE(r, -EINVAL);
+  if (!bl_result_ready(r) || r->code) return BL_ESTATE;
+  if (i >= r->nitems) return -ERANGE;
+  if (value) *value = r->items[i].p;
+  if (len) *len = r->items[i].len;
+  return 0;
+}
+
+/* ---------------------------------------------------------- public API */
+
+BL_API int bl_pool_apply(bl_pool_t *pool, const char *task, const void *arg,
+                         size_t len, const bl_apply_options_t *ao,
+                         void **value, size_t *vlen, bl_error_info_t *err) {
+  bl_result_t *r = NULL;
+  int rc = bl_pool_apply_async(pool, task, arg, len, ao, &r);
+  if (rc) return rc;
+  const void *v;
+  size_t l;
+  rc = bl_result_get(r, -1, &v, &l, err);
+  if (rc == 0 && value) {
+    *value = l ? malloc(l) : NULL;
+    if (l && !*value) rc = -ENOMEM;
+    else if (l) memcpy(*value, v, l);
+  }
+  if (rc == 0 && vlen) *vlen = l;
+  bl_result_free(&r);
+  return rc;
+}
+
+BL_API int bl_pool_map_async(bl_pool_t *pool, const char *task,
+                             const void *const *args, const size_t *lens,
+                             size_t n, const bl_apply_options_t *ao,
+                             bl_result_t **out) {
+  return submit_many(pool, BL__JOB_MAP, task, args, lens, n, ao, out);
+}
+
+BL_API int bl_pool_map(bl_pool_t *pool, const char *task,
+                       const void *const *args, const size_t *lens, size_t n,
+                       const bl_apply_options_t *ao, bl_result_t **out,
+                       bl_error_info_t *err) {
+  BL_VALIDATE(out, -EINVAL);
+  *out = NULL;
+  int rc = bl_pool_map_async(pool, task, args, lens, n, ao, out);
+  if (rc) return rc;
+  return bl_result_get(*out, -1, NULL, NULL, err);
+}
+
+BL_API int bl_pool_starmap_async(bl_pool_t *pool, const char *task,
+                                 const void *const *args, const size_t *lens,
+                                 size_t n, const bl_apply_options_t *ao,
+                                 bl_result_t **out) {
+  return bl_pool_map_async(pool, task, args, lens, n, ao, out);
+}
+
+BL_API int bl_pool_starmap(bl_pool_t *pool, const char *task,
+                           const void *const *args, const size_t *lens,
+                           size_t n, const bl_apply_options_t *ao,
+                           bl_result_t **out, bl_error_info_t *err) {
+  return bl_pool_map(pool, task, args, lens, n, ao, out, err);
+}
+
+/* -------------------------------------------------------------- imap */
+
+struct bl_imap {
+  bl_result_t *r;
+  size_t pos;   /* imap: next item; imap_unordered: next done_order slot */
+  size_t sub;   /* imap_unordered: next item within that chunk */
+};
+
+static int imap_new(bl_pool_t *pool, int kind, const char *task,
+                    const void *const *args, const size_t *lens, size_t n,
+                    const bl_apply_options_t *ao, bl_imap_t **out) {
+  BL_VALIDATE(out, -EINVAL);
+  bl_imap_t *it = calloc(1, sizeof *it);
+  if (!it) return -ENOMEM;
+  int rc = submit_many(pool, kind, task, args, lens, n, ao, &it->r);
+  if (rc) {
+    free(it);
+    return rc;
+  }
+  *out = it;
+  return 0;
+}
+
+BL_API int bl_pool_imap(bl_pool_t *pool, const char *task,
+                        const void *const *args, const size_t *lens, size_t n,
+                        const bl_apply_options_t *ao, bl_imap_t **out) {
+  return imap_new(pool, BL__JOB_IMAP, task, args, lens, n, ao, out);
+}
+
+BL_API int bl_pool_imap_unordered(bl_pool_t *pool, const char *task,
+                                  const void *const *args, const size_t *lens,
+                                  size_t n, const bl_apply_options_t *ao,
+                                  bl_imap_t **out) {
+  return imap_new(pool, BL__JOB_IMAPU, task, args, lens, n, ao, out);
+}
+
+static int imap_avail(bl_pool_t *p, void *arg) {
+  (void)p;
+  bl_imap_t *it = arg;
+  bl_result_t *r = it->r;
+  if (r->kind == BL__JOB_IMAPU) return it->pos < r->ndone || it->pos >= r->nchunks;
+  if (it->pos >= r->nitems) return 1;
+  return r->chcode[it->pos / r->chunksize] != 0;
+}
+
+BL_API int bl_imap_next(bl_imap_t *it, int timeout_ms, const void **value,
+                        size_t *len, bl_error_info_t *err) {
+  BL_VALIDATE(it, -EINVAL);
+  bl_result_t *r = it->r;
+  if (r->nchunks == 0) return BL_EEOF;
+  bl_pool_t *p = r->pool;
+  int ready = bl_result_ready(r);
+  if (!ready) pthread_mutex_lock(&p->mu);
+  int rc = ready ? 0 : wait_locked(p, imap_avail, it, timeout_ms);
+  size_t chunk = 0, item = 0;
+  int code = 0;
+  if (rc == 0) {
+    if (r->kind == BL__JOB_IMAPU) {
+      if (it->pos >= r->nchunks) rc = BL_EEOF;
+      else chunk = r->done_order[it->pos];
+    } else {
+      if (it->pos >= r->nitems) rc = BL_EEOF;
+      else chunk = it->pos / r->chunksize;
+    }
+  }
+  if (rc == 0) {
+    code = r->chcode[chunk];
+    size_t first = chunk * r->chunksize;
+    size_t cn = r->nitems - first < r->chunksize ? r->nitems - first : r->chunksize;
+    if (code != 1) { /* a failed chunk yields one error, then is skipped */
+      if (err && r->cherr)
+        bl_error_info_set(err, r->cherr[chunk].code, r->cherr[chunk].type,
+                          r->cherr[chunk].message, r->cherr[chunk].traceback);
+      rc = code;
+      if (r->kind == BL__JOB_IMAPU) it->pos++, it->sub = 0;
+      else it->pos = first + cn;
+    } else {
+      item = r->kind == BL__JOB_IMAPU ? first + it->sub : it->pos;
+      if (value) *value = r->items[item].p;
+      if (len) *len = r->items[item].len;
+      if (r->kind == BL__JOB_IMAPU) {
+        if (++it->sub >= cn) it->pos++, it->sub = 0;
+      } else {
+        it->pos++;
+      }
+    }
+  }
+  if (!ready) pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+BL_API bl_result_t *bl_imap_result(bl_imap_t *it) { return it ? it->r : NULL; }
+
+BL_API void bl_imap_free(bl_imap_t **it) {
+  if (!it || !*it) return;
+  bl_result_free(&(*it)->r);
+  free(*it);
+  *it = NULL;
+}
+
+/* ----------------------------------------------------------- lifecycle */
+
+BL_API int bl_pool_state(const bl_pool_t *pool) {
+  if (!pool) return -EINVAL;
+  bl_pool_t *p = (bl_pool_t *)pool;
+  pthread_mutex_lock(&p->mu);
+  int s = p->state;
+  pthread_mutex_unlock(&p->mu);
+  return s;
+}
+
+BL_API int bl_pool_error(bl_pool_t *pool, bl_error_info_t *info) {
+  BL_VALIDATE(pool, -EINVAL);
+  pthread_mutex_lock(&pool->mu);
+  int code = pool->broken_code;
+  if (code && info)
+    bl_error_info_set(info, code, pool->broken.type, pool->broken.message, NULL);
+  pthread_mutex_unlock(&pool->mu);
+  return code;
+}
+
+BL_API int bl_pool_close(bl_pool_t *pool) {
+  BL_VALIDATE(pool, -EINVAL);
+  pthread_mutex_lock(&pool->mu);
+  if (pool->state == BL_POOL_RUN) pool->state = BL_POOL_CLOSE;
+  bl__pool_kick(pool);
+  pthread_mutex_unlock(&pool->mu);
+  return 0;
+}
+
+static int no_workers(bl_pool_t *p, void *arg) {
+  (void)arg;
+  return p->nw == 0 && p->unresolved == 0;
+}
+
+/* Fail every unresolved job with code; signal every worker. Lock held. */
+static void fail_all(bl_pool_t *p, int code, const char *msg) {
+  bl__pool_fail_queue(p, code, msg);
+  for (size_t i = 0; i < p->nw; i++)
+    for (struct bl__unit *u = p->w[i]->if_head; u; u = u->next)
+      bl__pool_fail_unit(p, u, code, NULL, msg);
+}
+
+BL_API int bl_pool_terminate(bl_pool_t *pool) {
+  BL_VALIDATE(pool, -EINVAL);
+  bl_pool_t *p = pool;
+  pthread_mutex_lock(&p->mu);
+  if (p->state != BL_POOL_TERMINATE) {
+    p->state = BL_POOL_TERMINATE;
+    fail_all(p, BL_ETERMINATED, "Pool terminated");
+    uint64_t now = bl__pool_now(p);
+    for (size_t i = 0; i < p->nw; i++) {
+      struct bl__worker *w = p->w[i];
+      if (w->doomed && w->kill_at != BL__TL_NEVER) continue;
+      w->doomed = 1;
+      bl__sv_signal(p, w, SIGTERM);
+      w->kill_at = now + (uint64_t)p->o.kill_grace_ms * BL__NS_PER_MS;
+    }
+    bl__pool_kick(p);
+  }
+  int rc = 0;
+  if (!on_sv_thread(p) || !p->stepping) rc = wait_locked(p, no_workers, NULL, -1);
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+BL_API int bl_pool_join(bl_pool_t *pool, int timeout_ms) {
+  BL_VALIDATE(pool, -EINVAL);
+  bl_pool_t *p = pool;
+  pthread_mutex_lock(&p->mu);
+  if (p->state == BL_POOL_RUN || on_sv_thread(p)) {
+    pthread_mutex_unlock(&p->mu);
+    return BL_ESTATE;
+  }
+  bl__pool_kick(p);
+  int rc = wait_locked(p, no_workers, NULL, timeout_ms);
+  if (rc == 0 && p->have_thread && !p->joined) {
+    p->quit = 1;
+    p->awake = 0;
+    bl__pool_kick(p);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->th, NULL);
+    pthread_mutex_lock(&p->mu);
+    p->joined = 1;
+  }
+  if (rc == 0 && p->broken_code && !p->broken_reported_join) {
+    p->broken_reported_join = 1;
+    rc = p->broken_code;
+  }
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+BL_API int bl_pool_terminate_job(bl_pool_t *pool, bl_result_t *r, int sig) {
+  BL_VALIDATE(pool && r && r->pool == pool, -EINVAL);
+  if (sig == 0) sig = SIGTERM;
+  BL_VALIDATE(sig > 0 && sig < NSIG, -EINVAL);
+  pthread_mutex_lock(&pool->mu);
+  if (!atomic_load(&r->ready)) {
+    char msg[16];
+    snprintf(msg, sizeof msg, "%d", sig);
+    r->term_sig = sig;
+    for (size_t c = 0; c < r->nchunks; c++) {
+      struct bl__unit *u = &r->units[c];
+      if (u->state == BL__U_QUEUED) {
+        u->cancelled = 1;
+        bl__pool_fail_unit(pool, u, BL_ETERMINATED, NULL, msg);
+      } else if (u->state == BL__U_ACKED) {
+        for (size_t i = 0; i < pool->nw; i++) {
+          struct bl__worker *w = pool->w[i];
+          if (w->running != u) continue;
+          w->term_unit = u;
+          w->term_sig = sig;
+          bl__sv_signal(pool, w, sig);
+        }
+      }
+    }
+  }
+  pthread_mutex_unlock(&pool->mu);
+  return 0;
+}
+
+BL_API int bl_pool_terminate_job_pid(bl_pool_t *pool, pid_t pid, uint64_t job,
+                                     int sig) {
+  BL_VALIDATE(pool, -EINVAL);
+  if (sig == 0) sig = SIGTERM;
+  BL_VALIDATE(sig > 0 && sig < NSIG, -EINVAL);
+  int rc = -ESRCH;
+  pthread_mutex_lock(&pool->mu);
+  for (size_t i = 0; i < pool->nw; i++) {
+    struct bl__worker *w = pool->w[i];
+    if (w->pid != pid || !w->running || w->running->job->id != job ||
+        w->running_resolved)
+      continue;
+    w->term_unit = w->running;
+    w->term_sig = sig;
+    bl__sv_signal(pool, w, sig);
+    rc = 0;
+  }
+  pthread_mutex_unlock(&pool->mu);
+  return rc;
+}
+
+BL_API int bl_pool_grow(bl_pool_t *pool, unsigned n) {
+  BL_VALIDATE(pool, -EINVAL);
+  pthread_mutex_lock(&pool->mu);
+  int rc = pool->state == BL_POOL_RUN ? 0 : BL_ENOTRUNNING;
+  if (rc == 0) {
+    pool->target += n;
+    bl__pool_kick(pool);
+  }
+  pthread_mutex_unlock(&pool->mu);
+  return rc;
+}
+
+BL_API int bl_pool_shrink(bl_pool_t *pool, unsigned n) {
+  BL_VALIDATE(pool, -EINVAL);
+  pthread_mutex_lock(&pool->mu);
+  unsigned done = 0;
+  for (size_t i = 0; i < pool->nw && done < n; i++) {
+    struct bl__worker *w = pool->w[i];
+    if (w->nif || w->stop_sent || w->doomed) continue;
+    w->retire = 1;
+    w->stop_sent = 1;
+    bl__pw_put_simple(&w->out, BL__PW_STOP, 0, 0);
+    bl__pool_flush(pool, w);
+    done++;
+  }
+  pool->target = pool->target > done ? pool->target - done : 0;
+  pthread_mutex_unlock(&pool->mu);
+  return done < n ? -EBUSY : 0;
+}
+
+BL_API int bl_pool_restart(bl_pool_t *pool) {
+  BL_VALIDATE(pool, -EINVAL);
+  pthread_mutex_lock(&pool->mu);
+  int rc = !pool->o.allow_restart ? BL_ESTATE
+           : pool->state != BL_POOL_RUN ? BL_ENOTRUNNING : 0;
+  for (size_t i = 0; rc == 0 && i < pool->nw; i++) {
+    struct bl__worker *w = pool->w[i];
+    if (w->stop_sent || w->doomed) continue;
+    w->stop_sent = 1; /* replaced by maintenance when it exits */
+    bl__pw_put_simple(&w->out, BL__PW_STOP, 0, 0);
+    if (!w->out_armed && bl__pool_flush(pool, w) == 1) {
+      bl__sv_arm_out(pool, w, 1);
+    }
+  }
+  if (rc == 0) bl__pool_kick(pool);
+  pthread_mutex_unlock(&pool->mu);
+  return rc;
+}
+
+BL_API int bl_pool_maintain_pool(bl_pool_t *pool) {
+  BL_VALIDATE(pool, -EINVAL);
+  pthread_mutex_lock(&pool->mu);
+  int rc = pool->broken_code;
+  bl__pool_kick(pool);
+  pthread_mutex_unlock(&pool->mu);
+  if (!pool->have_thread && rc == 0) bl__sv_step(pool, 0);
+  return rc;
+}
+
+BL_API unsigned bl_pool_size(const bl_pool_t *pool) {
+  return pool ? pool->target : 0;
+}
+
+BL_API int bl_pool_pids(bl_pool_t *pool, pid_t *pids, size_t cap) {
+  BL_VALIDATE(pool && (pids || !cap), -EINVAL);
+  pthread_mutex_lock(&pool->mu);
+  size_t n = 0;
+  for (size_t i = 0; i < pool->nw; i++) {
+    if (n < cap) pids[n] = pool->w[i]->pid;
+    n++;
+  }
+  pthread_mutex_unlock(&pool->mu);
+  return (int)n;
+}
+
+BL_API int bl_pool_fd(const bl_pool_t *pool) {
+  BL_VALIDATE(pool && !pool->have_thread, -EINVAL);
+  return pool->ep;
+}
+
+BL_API int bl_pool_step(bl_pool_t *pool, int timeout_ms) {
+  BL_VALIDATE(pool && !pool->have_thread, -EINVAL);
+  int n = bl__sv_step(pool, timeout_ms);
+  pthread_mutex_lock(&pool->mu);
+  if (pool->broken_code && !pool->broken_reported_step) {
+    pool->broken_reported_step = 1;
+    n = pool->broken_code;
+  }
+  pthread_mutex_unlock(&pool->mu);
+  return n;
+}
+
+BL_API int bl_pool_wakeup(bl_pool_t *pool) {
+  BL_VALIDATE(pool, -EINVAL);
+  pthread_mutex_lock(&pool->mu);
+  bl__pool_kick(pool);
+  pthread_mutex_unlock(&pool->mu);
+  return 0;
+}
+
+static int started(bl_pool_t *p, void *arg) {
+  (void)arg;
+  return p->started;
+}
+
+BL_API int bl_pool_new(bl_pool_t **out, const bl_pool_options_t *o) {
+  BL_VALIDATE(out, -EINVAL);
+  bl_pool_options_t def;
+  if (!o) {
+    bl_pool_options_init(&def);
+    o = &def;
+  }
+  BL_VALIDATE(o->size == sizeof *o, -EINVAL);
+  for (size_t i = 0; i < BL__ARRAY_SIZE(o->reserved); i++)
+    BL_VALIDATE(o->reserved[i] == 0, -EINVAL);
+  BL_VALIDATE(o->processes <= 4096, -EINVAL);
+  BL_VALIDATE(!o->initarg_len || o->initarg, -EINVAL);
+  bl_task_fn fn;
+  if (o->initializer && bl_lookup_task(o->initializer, &fn) != 0) return BL_ENOTFOUND;
+  bl_pool_t *p = calloc(1, sizeof *p);
+  if (!p) return -ENOMEM;
+  p->o = *o;
+  p->ep = p->evfd = p->tfd = -1;
+  if (!p->o.prefetch) p->o.prefetch = 1;
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  p->target = o->processes ? o->processes : (unsigned)(ncpu > 0 ? ncpu : 1);
+  p->initializer = o->initializer ? bl__strdup(o->initializer) : NULL;
+  p->o.initializer = p->initializer;
+  if (o->initarg_len) {
+    p->initarg = malloc(o->initarg_len);
+    if (p->initarg) memcpy(p->initarg, o->initarg, o->initarg_len);
+  }
+  p->o.initarg = p->initarg;
+  bl__restart_init(&p->rs, o->max_restarts,
+                   (uint64_t)o->max_restart_freq_ms * BL__NS_PER_MS);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&p->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&p->mu, NULL);
+  int rc = (o->initializer && !p->initializer) || (o->initarg_len && !p->initarg)
+               ? -ENOMEM
+               : bl__sv_init(p);
+  if (rc == 0 && o->threads) {
+    /* Workers are forked by the supervisor thread, which outlives them:
+     * PR_SET_PDEATHSIG follows the forking thread, not the process. */
+    pthread_t th;
+    pthread_mutex_lock(&p->mu);
+    p->have_thread = 1;
+    rc = -pthread_create(&th, NULL, bl__sv_thread, p);
+    if (rc == 0) {
+      wait_locked(p, started, NULL, -1);
+      rc = p->init_rc;
+    } else {
+      p->have_thread = 0;
+    }
+    pthread_mutex_unlock(&p->mu);
+  } else if (rc == 0) {
+    pthread_mutex_lock(&p->mu);
+    for (unsigned i = 0; i < p->target && rc == 0; i++) rc = bl__sv_spawn(p);
+    p->started = 1;
+    pthread_mutex_unlock(&p->mu);
+    if (rc == 0) bl__sv_step(p, 0); /* runs on_process_up */
+  }
+  if (rc) {
+    bl_pool_t *q = p;
+    bl_pool_free(&q);
+    return rc;
+  }
+  *out = p;
+  return 0;
+}
+
+BL_API void bl_pool_free(bl_pool_t **pool) {
+  if (!pool || !*pool) return;
+  bl_pool_t *p = *pool;
+  *pool = NULL;
+  pthread_mutex_lock(&p->mu);
+  int busy = p->nw || p->unresolved;
+  pthread_mutex_unlock(&p->mu);
+  if (busy) bl_pool_terminate(p);
+  else bl_pool_close(p);
+  if (!on_sv_thread(p)) bl_pool_join(p, -1);
+  bl__sv_fini(p);
+  free(p->defs);
+  free(p->w);
+  free(p->initializer);
+  free(p->initarg);
+  bl_error_info_clear(&p->broken);
+  pthread_cond_destroy(&p->cv);
+  pthread_mutex_destroy(&p->mu);
+  free(p);
+}

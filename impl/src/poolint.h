@@ -1,0 +1,197 @@
+/* poolint.h: the pool's internal state, shared by pool.c (API, jobs,
+ * dispatch, results), supervisor.c (event loop, workers' lives) and
+ * worker.c (child side). Never installed.
+ *
+ * Locking: one mutex per pool guards everything below except the fields
+ * marked atomic. Callbacks never run under it: handlers queue "deferred"
+ * entries, which the driving thread runs after unlocking. */
+#ifndef BL_POOLINT_H
+#define BL_POOLINT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <billiard/pool.h>
+
+#include "poolwire.h"
+#include "restart.h"
+#include "timelimits.h"
+
+enum { BL__JOB_APPLY, BL__JOB_MAP, BL__JOB_IMAP, BL__JOB_IMAPU };
+/* Unit = what one TASK frame carries: an apply job, or one map chunk.
+ *   QUEUED (pool queue) -> SENT (in a worker's pipe) -> ACKED (running)
+ *   -> DONE; SENT units of a dead worker go back to QUEUED. */
+enum { BL__U_QUEUED, BL__U_SENT, BL__U_ACKED, BL__U_DONE };
+
+struct bl__unit {
+  struct bl__unit *next;
+  bl_result_t *job;
+  uint32_t chunk;
+  uint8_t state;
+  uint8_t cancelled;  /* terminate_job before it started: drop, don't run */
+  uint64_t seq;       /* the worker's frame number while SENT/ACKED */
+};
+
+struct bl__item {
+  const uint8_t *p;
+  size_t len;
+};
+
+struct bl_result {
+  atomic_int refs;
+  atomic_int ready;           /* 1 once resolved; read without the lock */
+  bl_pool_t *pool;
+  uint64_t id;
+  int kind;
+  const char *task;           /* points into this allocation */
+  /* inputs: item i is args[argoff[i], +arglen[i]) */
+  uint8_t *args;
+  size_t *argoff, *arglen;
+  size_t nitems, chunksize, nchunks;
+  struct bl__unit *units;
+  size_t units_open;          /* units not DONE; the pool's reference */
+  size_t nacked, ndone;
+  /* outputs */
+  struct bl__item *items;     /* nitems */
+  uint8_t **chunkbuf;         /* nchunks payload copies */
+  int *chcode;                /* imap: per-chunk outcome */
+  bl_error_info_t *cherr;     /* imap: per-chunk error (NULL until needed) */
+  size_t *done_order;         /* imap_unordered: chunks by completion */
+  int code;
+  bl_error_info_t err;
+  pid_t pid;
+  int accepted;
+  int timeout_set;            /* on_timeout_set fired: cancel due */
+  int term_sig;               /* terminate_job asked while SENT */
+  uint32_t soft_ms, hard_ms;  /* effective limits */
+  bl_apply_options_t ao;
+  /* apply jobs keep their one unit/item/buffers inline (one malloc) */
+  struct bl__unit unit1;
+  struct bl__item item1;
+  uint8_t *buf1;
+  size_t off1, len1;
+};
+
+/* Shared page between the parent and one worker. */
+struct bl__wshm {
+  atomic_uint_fast64_t soft_seq; /* frame whose soft limit fired */
+};
+
+enum { BL__TAG_RES = 1, BL__TAG_PID, BL__TAG_TASK, BL__TAG_EVENT, BL__TAG_TIMER };
+struct bl__tag {
+  int kind;
+  struct bl__worker *w;
+};
+
+struct bl__worker {
+  pid_t pid;
+  int pidfd, task_fd, res_fd;
+  struct bl__wshm *shm;
+  struct bl__unit *if_head, *if_tail; /* in flight, in pipe order */
+  unsigned nif;
+  unsigned nsent;             /* units ever sent (maxtasksperchild) */
+  uint64_t seq;               /* last TASK frame number sent */
+  bl__buf_t out, in;
+  int out_armed;              /* EPOLLOUT registered */
+  int res_open;               /* result pipe still in the epoll set */
+  int stop_sent;              /* STOP queued: takes no more work */
+  int retire;                 /* do not replace (shrink) */
+  int doomed;                 /* signalled to die: takes no more work */
+  struct bl__unit *running;   /* ACKed, not yet READY */
+  int running_resolved;       /* ...but already failed by the hard limit */
+  struct bl__unit *term_unit; /* terminate_job target (fence, D8) */
+  int term_sig;
+  bl__tl_t tl;
+  uint64_t kill_at;           /* SIGKILL escalation, BL__TL_NEVER = none */
+  struct bl__tag tag_res, tag_pid, tag_task;
+  struct bl__worker *next_dead;
+};
+
+enum { BL__DEF_RESOLVED = 1, BL__DEF_ACCEPT, BL__DEF_TSET, BL__DEF_UP,
+       BL__DEF_DOWN, BL__DEF_BROKEN };
+struct bl__defer {
+  int kind;
+  bl_result_t *job;           /* holds a reference */
+  pid_t pid;
+  int status;
+};
+
+struct bl_pool {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bl_pool_options_t o;
+  char *initializer;
+  void *initarg;
+  int state;
+  int broken_code;
+  bl_error_info_t broken;
+  int broken_reported_step, broken_reported_join;
+  unsigned target;            /* wanted number of workers */
+  struct bl__worker **w;
+  size_t nw, capw;
+  struct bl__worker *dead;    /* freed at the end of a step */
+  struct bl__unit *q_head, *q_tail;
+  size_t qlen;
+  size_t unresolved;          /* jobs not yet resolved */
+  int ep, evfd, tfd;
+  struct bl__tag tag_ev, tag_timer;
+  int awake;                  /* a driver is between wake-up and sleep */
+  int kicked;                 /* the eventfd has been written */
+  int stepping;               /* a thread is inside a step */
+  pthread_t stepper;
+  int have_thread, quit, started, joined, init_rc;
+  pthread_t th;
+  int nwaiters;
+  uint64_t spawn_retry_at;
+  bl__restart_t rs;
+  struct bl__defer *defs;
+  size_t ndefs, capdefs;
+};
+
+/* pool.c */
+uint64_t bl__pool_now(const bl_pool_t *p);
+void bl__pool_kick(bl_pool_t *p);
+int bl__pool_defer(bl_pool_t *p, int kind, bl_result_t *job, pid_t pid,
+                   int status);
+void bl__job_unref(bl_result_t *r);
+void bl__pool_dispatch(bl_pool_t *p);
+int bl__pool_flush(bl_pool_t *p, struct bl__worker *w);
+int bl__pool_on_readable(bl_pool_t *p, struct bl__worker *w);
+/* Fail the unit's job (map: the job; imap: that chunk) with code/message. */
+void bl__pool_fail_unit(bl_pool_t *p, struct bl__unit *u, int code,
+                        const char *type, const char *msg);
+void bl__pool_unit_done(bl_pool_t *p, struct bl__unit *u);
+void bl__pool_requeue_front(bl_pool_t *p, struct bl__unit *head,
+                            struct bl__unit *tail, size_t n);
+void bl__pool_fail_queue(bl_pool_t *p, int code, const char *msg);
+
+/* supervisor.c */
+int bl__sv_init(bl_pool_t *p);
+void bl__sv_fini(bl_pool_t *p);
+int bl__sv_step(bl_pool_t *p, int timeout_ms);
+void bl__sv_maintain(bl_pool_t *p);
+int bl__sv_spawn(bl_pool_t *p);
+void bl__sv_signal(bl_pool_t *p, struct bl__worker *w, int sig);
+void bl__sv_close_res(bl_pool_t *p, struct bl__worker *w);
+void bl__sv_arm_out(bl_pool_t *p, struct bl__worker *w, int on);
+void bl__sv_break(bl_pool_t *p, int code, const char *msg);
+void *bl__sv_thread(void *arg);
+size_t bl__sv_live(const bl_pool_t *p);
+
+/* worker.c: runs in the child; never returns. */
+struct bl__worker_cfg {
+  int task_fd, res_fd;
+  struct bl__wshm *shm;
+  const char *initializer;
+  const void *initarg;
+  size_t initarg_len;
+  unsigned maxtasks;
+  uint64_t max_mem_kib;
+  bl_process_exit_cb on_exit;
+  void *user;
+};
+_Noreturn void bl__worker_main(const struct bl__worker_cfg *cfg);
+/* Current resident set size of this process in KiB (0 if unknown). */
+uint64_t bl__rss_kib(void);
+
+#endif /* BL_POOLINT_H */

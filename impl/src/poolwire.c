@@ -1,0 +1,161 @@
+/* poolwire.c: encoding and decoding of pool frames (see poolwire.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "poolwire.h"
+
+int bl__buf_reserve(bl__buf_t *b, size_t extra) {
+  if (b->len + extra <= b->cap) return 0;
+  if (b->off > 0 && b->off >= b->len / 2) {
+    bl__buf_compact(b);
+    if (b->len + extra <= b->cap) return 0;
+  }
+  size_t ncap = b->cap ? b->cap : 4096;
+  while (ncap < b->len + extra) ncap *= 2;
+  uint8_t *n = realloc(b->p, ncap);
+  if (!n) return -ENOMEM;
+  b->p = n;
+  b->cap = ncap;
+  return 0;
+}
+
+int bl__buf_append(bl__buf_t *b, const void *d, size_t n) {
+  int rc = bl__buf_reserve(b, n);
+  if (rc) return rc;
+  if (n) memcpy(b->p + b->len, d, n);
+  b->len += n;
+  return 0;
+}
+
+void bl__buf_compact(bl__buf_t *b) {
+  if (b->off == 0) return;
+  memmove(b->p, b->p + b->off, b->len - b->off);
+  b->len -= b->off;
+  b->off = 0;
+}
+
+void bl__buf_free(bl__buf_t *b) {
+  free(b->p);
+  *b = (bl__buf_t){0};
+}
+
+static int put_hdr(bl__buf_t *b, uint8_t type, uint64_t job, uint32_t chunk,
+                   size_t *at) {
+  bl__pw_hdr_t h = {.type = type, .job = job, .chunk = chunk};
+  *at = b->len;
+  return bl__buf_append(b, &h, sizeof h);
+}
+
+static bl__pw_hdr_t *hdr_at(bl__buf_t *b, size_t at) {
+  return (bl__pw_hdr_t *)(void *)(b->p + at);
+}
+
+int bl__pw_put_task(bl__buf_t *b, uint64_t job, uint32_t chunk, uint64_t first,
+                    const char *name, const uint8_t *base, const size_t *off,
+                    const size_t *lens, size_t i0, uint32_t n) {
+  size_t nl = strlen(name), body = nl;
+  for (uint32_t i = 0; i < n; i++) body += 4 + lens[i0 + i];
+  if (body > BL__PW_MAX_BODY) return -EMSGSIZE;
+  int rc = bl__buf_reserve(b, sizeof(bl__pw_hdr_t) + body);
+  if (rc) return rc;
+  bl__pw_hdr_t h = {.len = (uint32_t)body, .type = BL__PW_TASK,
+                    .namelen = (uint16_t)nl, .chunk = chunk, .nitems = n,
+                    .job = job, .first = first};
+  uint8_t *p = b->p + b->len;
+  memcpy(p, &h, sizeof h);
+  p += sizeof h;
+  memcpy(p, name, nl);
+  p += nl;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t l = (uint32_t)lens[i0 + i];
+    memcpy(p, &l, 4);
+    p += 4;
+    if (l) memcpy(p, base + off[i0 + i], l);
+    p += l;
+  }
+  b->len += sizeof h + body;
+  return 0;
+}
+
+int bl__pw_put_simple(bl__buf_t *b, uint8_t type, uint64_t job, uint32_t chunk) {
+  size_t at;
+  return put_hdr(b, type, job, chunk, &at);
+}
+
+int bl__pw_ready_begin(bl__buf_t *b, uint64_t job, uint32_t chunk, size_t *at) {
+  return put_hdr(b, BL__PW_READY, job, chunk, at);
+}
+
+int bl__pw_ready_item(bl__buf_t *b, size_t at, const void *d, size_t n) {
+  if (n > BL__PW_MAX_BODY || hdr_at(b, at)->len + 4 + n > BL__PW_MAX_BODY)
+    return -EMSGSIZE;
+  int rc = bl__buf_reserve(b, 4 + n);
+  if (rc) return rc;
+  uint32_t l = (uint32_t)n;
+  memcpy(b->p + b->len, &l, 4);
+  if (n) memcpy(b->p + b->len + 4, d, n);
+  b->len += 4 + n;
+  bl__pw_hdr_t *h = hdr_at(b, at);
+  h->len += 4 + (uint32_t)n;
+  h->nitems++;
+  return 0;
+}
+
+static size_t cap_str(const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  return n > 65536 ? 65536 : n;  /* keep error frames bounded */
+}
+
+int bl__pw_put_fail(bl__buf_t *b, uint64_t job, uint32_t chunk, int code,
+                    const char *type, const char *msg, const char *tb) {
+  uint32_t l[3] = {(uint32_t)cap_str(type), (uint32_t)cap_str(msg),
+                   (uint32_t)cap_str(tb)};
+  size_t at, body = 4 + sizeof l + l[0] + l[1] + l[2];
+  int rc = bl__buf_reserve(b, sizeof(bl__pw_hdr_t) + body);
+  if (rc) return rc;
+  put_hdr(b, BL__PW_FAIL, job, chunk, &at); /* room reserved: cannot fail */
+  hdr_at(b, at)->len = (uint32_t)body;
+  int32_t c = code;
+  bl__buf_append(b, &c, 4);
+  bl__buf_append(b, l, sizeof l);
+  bl__buf_append(b, type, l[0]);
+  bl__buf_append(b, msg, l[1]);
+  bl__buf_append(b, tb, l[2]);
+  return 0;
+}
+
+long bl__pw_peek(const uint8_t *p, size_t avail, bl__pw_hdr_t *h) {
+  if (avail < sizeof *h) return 0;
+  memcpy(h, p, sizeof *h);
+  if (h->len > BL__PW_MAX_BODY || h->type < BL__PW_TASK || h->type > BL__PW_FAIL)
+    return BL_EPROTOCOL;
+  if (h->type == BL__PW_TASK && h->namelen > h->len) return BL_EPROTOCOL;
+  if (avail - sizeof *h < h->len) return 0;
+  return (long)(sizeof *h + h->len);
+}
+
+int bl__pw_next_item(const uint8_t *body, size_t blen, size_t *cursor,
+                     const uint8_t **item, size_t *ilen) {
+  uint32_t l;
+  if (*cursor + 4 > blen) return BL_EPROTOCOL;
+  memcpy(&l, body + *cursor, 4);
+  if (l > blen - *cursor - 4) return BL_EPROTOCOL;
+  *item = body + *cursor + 4;
+  *ilen = l;
+  *cursor += 4 + (size_t)l;
+  return 0;
+}
+
+int bl__pw_get_fail(const uint8_t *body, size_t blen, bl__pw_fail_t *f) {
+  int32_t c;
+  uint32_t l[3];
+  if (blen < 4 + sizeof l) return BL_EPROTOCOL;
+  memcpy(&c, body, 4);
+  memcpy(l, body + 4, sizeof l);
+  if ((uint64_t)l[0] + l[1] + l[2] != blen - 4 - sizeof l) return BL_EPROTOCOL;
+  const char *s = (const char *)body + 4 + sizeof l;
+  *f = (bl__pw_fail_t){.code = c, .type = s, .typelen = l[0], .msg = s + l[0],
+                       .msglen = l[1], .tb = s + l[0] + l[1], .tblen = l[2]};
+  return 0;
+}

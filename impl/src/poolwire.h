@@ -1,0 +1,68 @@
+/* poolwire.h: frames between the pool (parent) and its workers.
+ *
+ * Both ends are the same program on the same machine (fork), so fields are
+ * in host byte order. Every frame is a fixed header followed by len body
+ * bytes; frames are batched into one write/read where possible.
+ *   parent -> worker: TASK (job, chunk, first item index, task name, items),
+ *                     STOP (finish what you have, then exit 0)
+ *   worker -> parent: ACK (started job/chunk), READY (n result items),
+ *                     FAIL (code, type, message, traceback) */
+#ifndef BL_POOLWIRE_H
+#define BL_POOLWIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { BL__PW_TASK = 1, BL__PW_STOP, BL__PW_ACK, BL__PW_READY, BL__PW_FAIL };
+
+typedef struct bl__pw_hdr {
+  uint32_t len;      /* body bytes after this header */
+  uint8_t type;
+  uint8_t pad;
+  uint16_t namelen;  /* TASK: task name bytes at the start of the body */
+  uint32_t chunk;    /* chunk index within the job (0 for apply) */
+  uint32_t nitems;   /* TASK/READY: items in the body */
+  uint64_t job;
+  uint64_t first;    /* TASK: index of the first item in the job */
+} bl__pw_hdr_t;
+
+#define BL__PW_MAX_BODY (1u << 30)
+
+/* A growable byte buffer; data is p[off, len). */
+typedef struct bl__buf {
+  uint8_t *p;
+  size_t off, len, cap;
+} bl__buf_t;
+
+int bl__buf_reserve(bl__buf_t *b, size_t extra);   /* 0 or -ENOMEM */
+int bl__buf_append(bl__buf_t *b, const void *d, size_t n);
+void bl__buf_compact(bl__buf_t *b);                 /* drop consumed bytes */
+void bl__buf_free(bl__buf_t *b);
+
+/* TASK carrying items [i0, i0+n) of an argument table (base + off/len). */
+int bl__pw_put_task(bl__buf_t *b, uint64_t job, uint32_t chunk, uint64_t first,
+                    const char *name, const uint8_t *base, const size_t *off,
+                    const size_t *lens, size_t i0, uint32_t n);
+int bl__pw_put_simple(bl__buf_t *b, uint8_t type, uint64_t job, uint32_t chunk);
+/* READY built incrementally: begin, add items, end (patches the header). */
+int bl__pw_ready_begin(bl__buf_t *b, uint64_t job, uint32_t chunk, size_t *at);
+int bl__pw_ready_item(bl__buf_t *b, size_t at, const void *d, size_t n);
+int bl__pw_put_fail(bl__buf_t *b, uint64_t job, uint32_t chunk, int code,
+                    const char *type, const char *msg, const char *tb);
+
+/* Look at the next whole frame in p[0, avail): its size (header + body), 0
+ * if incomplete, BL_EPROTOCOL if malformed. *h is filled when > 0. */
+long bl__pw_peek(const uint8_t *p, size_t avail, bl__pw_hdr_t *h);
+/* Walk the items of a TASK/READY body: *cursor starts at the first item
+ * (after the name for TASK). 0 and the item, or BL_EPROTOCOL. */
+int bl__pw_next_item(const uint8_t *body, size_t blen, size_t *cursor,
+                     const uint8_t **item, size_t *ilen);
+/* Decode a FAIL body; strings point into body (not NUL-terminated: lengths). */
+typedef struct bl__pw_fail {
+  int code;
+  const char *type, *msg, *tb;
+  uint32_t typelen, msglen, tblen;
+} bl__pw_fail_t;
+int bl__pw_get_fail(const uint8_t *body, size_t blen, bl__pw_fail_t *f);
+
+#endif /* BL_POOLWIRE_H */

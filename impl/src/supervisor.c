@@ -1,0 +1,530 @@
+/* supervisor.c: the pool's one event loop and the lives of its workers.
+ *
+ * One thread at a time "steps" the pool: it blocks in one place,
+ * epoll_wait over every worker's result pipe and pidfd, the submission
+ * eventfd (and, with threads = 0, a timerfd for the next deadline), with a
+ * timeout derived from the nearest time limit. Then, under the pool lock,
+ * it routes results, reaps dead workers (draining their result pipe first,
+ * so a result written before death is delivered), applies time limits,
+ * replaces workers and dispatches queued work. Callbacks run after the
+ * lock is released.
+ *
+ *        submit ──eventfd──┐       ┌── result pipe (ACK/READY/FAIL) ×N
+ *                          ▼       ▼
+ *                 ┌──── epoll_wait(timeout = nearest deadline) ◄── pidfd ×N
+ *                 │        │ (lock)
+ *                 │        ├─ results  → resolve jobs (exactly once)
+ *                 │        ├─ pidfd    → drain, reap, fail the job it ran,
+ *                 │        │             requeue the ones it never started,
+ *                 │        │             restart limiter, respawn
+ *                 │        ├─ limits   → SIGUSR1 / TimeLimitExceeded+SIGTERM
+ *                 │        │             → SIGKILL after the grace period
+ *                 │        └─ dispatch → TASK frames into per-worker pipes
+ *                 └──────── (unlock) run deferred callbacks */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "internal.h"
+#include "poolint.h"
+
+#define BL__SPAWN_RETRY_MS 50
+#define BL__CUSTOM_CLOCK_CAP_MS 250
+
+static int ep_add(bl_pool_t *p, int fd, uint32_t ev, struct bl__tag *tag) {
+  struct epoll_event e = {.events = ev, .data.ptr = tag};
+  return epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &e) == 0 ? 0 : -errno;
+}
+
+int bl__sv_init(bl_pool_t *p) {
+  int rc = BL_FAULT("supervisor/epoll/create", EMFILE);
+  if (rc) return rc;
+  p->ep = epoll_create1(EPOLL_CLOEXEC);
+  if (p->ep < 0) return -errno;
+  rc = BL_FAULT("supervisor/eventfd/create", EMFILE);
+  if (rc) return rc;
+  p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (p->evfd < 0) return -errno;
+  p->tag_ev.kind = BL__TAG_EVENT;
+  if ((rc = ep_add(p, p->evfd, EPOLLIN, &p->tag_ev))) return rc;
+  if (!p->o.threads) {
+    /* The caller polls our epoll fd: deadlines must make it readable. */
+    rc = BL_FAULT("supervisor/timerfd/create", EMFILE);
+    if (rc) return rc;
+    p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (p->tfd < 0) return -errno;
+    p->tag_timer.kind = BL__TAG_TIMER;
+    if ((rc = ep_add(p, p->tfd, EPOLLIN, &p->tag_timer))) return rc;
+  }
+  p->spawn_retry_at = 0;
+  return 0;
+}
+
+static void free_worker(struct bl__worker *w) {
+  bl__close(&w->task_fd);
+  bl__close(&w->res_fd);
+  bl__close(&w->pidfd);
+  if (w->shm) munmap(w->shm, sizeof *w->shm);
+  bl__buf_free(&w->out);
+  bl__buf_free(&w->in);
+  free(w);
+}
+
+static void free_dead(bl_pool_t *p) {
+  while (p->dead) {
+    struct bl__worker *w = p->dead;
+    p->dead = w->next_dead;
+    free_worker(w);
+  }
+}
+
+void bl__sv_fini(bl_pool_t *p) {
+  free_dead(p);
+  for (size_t i = 0; i < p->nw; i++) free_worker(p->w[i]); /* NEVER: joined */
+  p->nw = 0;
+  bl__close(&p->tfd);
+  bl__close(&p->evfd);
+  bl__close(&p->ep);
+}
+
+void bl__sv_signal(bl_pool_t *p, struct bl__worker *w, int sig) {
+  (void)p;
+  /* pidfd: a reaped (and possibly recycled) pid is never hit. */
+  if (w->pidfd >= 0) bl__pidfd_signal(w->pidfd, sig);
+}
+
+void bl__sv_close_res(bl_pool_t *p, struct bl__worker *w) {
+  if (!w->res_open) return;
+  epoll_ctl(p->ep, EPOLL_CTL_DEL, w->res_fd, NULL);
+  w->res_open = 0;
+}
+
+void bl__sv_arm_out(bl_pool_t *p, struct bl__worker *w, int on) {
+  if (on == w->out_armed || w->task_fd < 0) return;
+  if (on) {
+    if (ep_add(p, w->task_fd, EPOLLOUT, &w->tag_task) == 0) w->out_armed = 1;
+  } else {
+    epoll_ctl(p->ep, EPOLL_CTL_DEL, w->task_fd, NULL);
+    w->out_armed = 0;
+  }
+}
+
+size_t bl__sv_live(const bl_pool_t *p) {
+  size_t n = 0;
+  for (size_t i = 0; i < p->nw; i++)
+    n += !p->w[i]->stop_sent && !p->w[i]->doomed;
+  return n;
+}
+
+int bl__sv_spawn(bl_pool_t *p) {
+  if (p->nw == p->capw) {
+    size_t nc = p->capw ? p->capw * 2 : 8;
+    struct bl__worker **n = realloc(p->w, nc * sizeof *n);
+    if (!n) return -ENOMEM;
+    p->w = n;
+    p->capw = nc;
+  }
+  struct bl__worker *w = calloc(1, sizeof *w);
+  if (!w) return -ENOMEM;
+  w->pidfd = w->task_fd = w->res_fd = -1;
+  w->kill_at = BL__TL_NEVER;
+  bl__tl_stop(&w->tl);
+  int tp[2] = {-1, -1}, rp[2] = {-1, -1}, rc;
+  w->shm = mmap(NULL, sizeof *w->shm, PROT_READ | PROT_WRITE,
+                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (w->shm == MAP_FAILED) {
+    w->shm = NULL;
+    rc = -errno;
+    goto fail;
+  }
+  atomic_init(&w->shm->soft_seq, 0);
+  if ((rc = bl__pipe(tp)) || (rc = bl__pipe(rp))) goto fail;
+  pid_t pid = bl__fork(SIGKILL);
+  if (pid < 0) {
+    rc = pid;
+    goto fail;
+  }
+  if (pid == 0) {
+    /* Child: drop the parent's side of every pool fd it inherited. */
+    close(tp[1]);
+    close(rp[0]);
+    for (size_t i = 0; i < p->nw; i++) {
+      bl__close(&p->w[i]->task_fd);
+      bl__close(&p->w[i]->res_fd);
+      bl__close(&p->w[i]->pidfd);
+    }
+    bl__close(&p->ep);
+    bl__close(&p->evfd);
+    bl__close(&p->tfd);
+    struct bl__worker_cfg cfg = {
+        .task_fd = tp[0], .res_fd = rp[1], .shm = w->shm,
+        .initializer = p->o.initializer, .initarg = p->o.initarg,
+        .initarg_len = p->o.initarg_len, .maxtasks = p->o.maxtasksperchild,
+        .max_mem_kib = p->o.max_memory_per_child_kib,
+        .on_exit = p->o.on_process_exit, .user = p->o.user};
+    bl__worker_main(&cfg);
+  }
+  bl__close(&tp[0]);
+  bl__close(&rp[1]);
+  w->pid = pid;
+  w->task_fd = tp[1];
+  w->res_fd = rp[0];
+  w->pidfd = bl__pidfd_open(pid);
+  if (w->pidfd < 0) {
+    /* Our unreaped child: its pid cannot have been recycled yet. */
+    rc = w->pidfd;
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    goto fail;
+  }
+  bl__set_nonblock(w->task_fd, 1);
+  bl__set_nonblock(w->res_fd, 1);
+  w->tag_res = (struct bl__tag){BL__TAG_RES, w};
+  w->tag_pid = (struct bl__tag){BL__TAG_PID, w};
+  w->tag_task = (struct bl__tag){BL__TAG_TASK, w};
+  if ((rc = ep_add(p, w->res_fd, EPOLLIN, &w->tag_res)) ||
+      (rc = ep_add(p, w->pidfd, EPOLLIN, &w->tag_pid))) {
+    bl__pidfd_signal(w->pidfd, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    epoll_ctl(p->ep, EPOLL_CTL_DEL, w->res_fd, NULL);
+    goto fail;
+  }
+  w->res_open = 1;
+  p->w[p->nw++] = w;
+  bl__pool_defer(p, BL__DEF_UP, NULL, pid, 0);
+  return 0;
+fail:
+  bl__close(&tp[0]);
+  bl__close(&tp[1]);
+  bl__close(&rp[0]);
+  bl__close(&rp[1]);
+  free_worker(w);
+  return rc;
+}
+
+/* "signal 9 (SIGKILL)" or "exitcode 7", as billiard prints a lost worker. */
+static void status_str(int status, char *buf, size_t cap) {
+  if (status < 0) {
+    const char *abbrev = sigabbrev_np(-status);
+    snprintf(buf, cap, "signal %d (SIG%s)", -status, abbrev ? abbrev : "UNKNOWN");
+  } else {
+    snprintf(buf, cap, "exitcode %d", status);
+  }
+}
+
+static void remove_worker(bl_pool_t *p, struct bl__worker *w) {
+  for (size_t i = 0; i < p->nw; i++) {
+    if (p->w[i] != w) continue;
+    memmove(&p->w[i], &p->w[i + 1], (p->nw - i - 1) * sizeof *p->w);
+    p->nw--;
+    break;
+  }
+  w->next_dead = p->dead;
+  p->dead = w;
+}
+
+void bl__sv_break(bl_pool_t *p, int code, const char *msg) {
+  if (p->state == BL_POOL_BROKEN || p->state == BL_POOL_TERMINATE) return;
+  p->state = BL_POOL_BROKEN;
+  p->broken_code = code;
+  bl_error_info_set(&p->broken, code, bl_err_exception(code), msg, NULL);
+  bl__pool_fail_queue(p, code, msg);
+  for (size_t i = 0; i < p->nw; i++) {
+    struct bl__worker *w = p->w[i];
+    if (w->stop_sent) continue;
+    w->stop_sent = 1;
+    bl__pw_put_simple(&w->out, BL__PW_STOP, 0, 0);
+    if (!w->out_armed && bl__pool_flush(p, w) == 1) bl__sv_arm_out(p, w, 1);
+  }
+  bl__pool_defer(p, BL__DEF_BROKEN, NULL, 0, code);
+}
+
+/* A worker's pidfd became readable: it has exited. */
+static void on_worker_exit(bl_pool_t *p, struct bl__worker *w) {
+  bl__pool_on_readable(p, w); /* results written before death count */
+  bl__sv_close_res(p, w);
+  int st = 0, status = 0;
+  pid_t r;
+  do r = waitpid(w->pid, &st, 0);
+  while (r < 0 && errno == EINTR);
+  if (r == w->pid) status = WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
+  epoll_ctl(p->ep, EPOLL_CTL_DEL, w->pidfd, NULL);
+  bl__sv_arm_out(p, w, 0);
+  bl__close(&w->pidfd); /* from here on nothing can signal it */
+  char why[64], msg[160];
+  status_str(status, why, sizeof why);
+  struct bl__unit *head = NULL, *tail = NULL, *u = w->if_head, *next;
+  size_t nre = 0;
+  for (; u; u = next) {
+    next = u->next;
+    u->next = NULL;
+    if (u->state == BL__U_ACKED) {
+      /* The job it was running is lost: exactly this one fails. */
+      if (!w->running_resolved && !u->cancelled) {
+        if (w->term_unit == u) {
+          snprintf(msg, sizeof msg, "%d", status < 0 ? -status : status);
+          bl__pool_fail_unit(p, u, BL_ETERMINATED, NULL, msg);
+        } else {
+          snprintf(msg, sizeof msg, "Worker exited prematurely: %s Job: %llu.",
+                   why, (unsigned long long)u->job->id);
+          bl__pool_fail_unit(p, u, BL_EWORKERLOST, NULL, msg);
+        }
+      }
+      bl__pool_unit_done(p, u);
+      continue;
+    }
+    /* Never started: it runs elsewhere, in its original order. */
+    if (tail) tail->next = u;
+    else head = u;
+    tail = u;
+    nre++;
+  }
+  w->if_head = w->if_tail = NULL;
+  w->nif = 0;
+  w->running = NULL;
+  bl__pool_requeue_front(p, head, tail, nre);
+  if (p->state == BL_POOL_TERMINATE)
+    bl__pool_fail_queue(p, BL_ETERMINATED, "Pool terminated");
+  else if (p->state == BL_POOL_BROKEN)
+    bl__pool_fail_queue(p, p->broken_code, p->broken.message);
+  int counted = status != 0 && status != 155 && !w->stop_sent &&
+                (p->state == BL_POOL_RUN || p->state == BL_POOL_CLOSE);
+  pid_t pid = w->pid;
+  remove_worker(p, w);
+  bl__pool_defer(p, BL__DEF_DOWN, NULL, pid, status);
+  if (counted && bl__restart_step(&p->rs, bl__pool_now(p)) != 0) {
+    char m[64];
+    bl__restart_message(&p->rs, p->rs.max_r, m, sizeof m);
+    bl__sv_break(p, BL_ERESTARTFREQ, m);
+  }
+}
+
+void bl__sv_maintain(bl_pool_t *p) {
+  if (p->state == BL_POOL_BROKEN || p->state == BL_POOL_TERMINATE) return;
+  size_t want = p->target;
+  if (p->state == BL_POOL_CLOSE) {
+    if (!p->q_head) {
+      /* Nothing left to hand out: each worker finishes its pipe, then
+       * stops (exit 0, no fixed sleep). */
+      for (size_t i = 0; i < p->nw; i++) {
+        struct bl__worker *w = p->w[i];
+        if (w->stop_sent || w->doomed) continue;
+        w->stop_sent = 1;
+        bl__pw_put_simple(&w->out, BL__PW_STOP, 0, 0);
+        if (!w->out_armed && bl__pool_flush(p, w) == 1) bl__sv_arm_out(p, w, 1);
+      }
+      return;
+    }
+  }
+  size_t live = bl__sv_live(p);
+  uint64_t now = bl__pool_now(p);
+  while (live < want && now >= p->spawn_retry_at) {
+    if (bl__sv_spawn(p) != 0) {
+      p->spawn_retry_at = now + BL__SPAWN_RETRY_MS * BL__NS_PER_MS;
+      break;
+    }
+    live++;
+  }
+}
+
+/* Apply due time limits and kill escalations; return the next deadline. */
+static uint64_t apply_limits(bl_pool_t *p, uint64_t now) {
+  uint64_t next = BL__TL_NEVER;
+  for (size_t i = 0; i < p->nw; i++) {
+    struct bl__worker *w = p->w[i];
+    if (w->running && !w->running_resolved) {
+      bl__tl_action_t a = bl__tl_due(&w->tl, now);
+      bl_result_t *r = w->running->job;
+      if (a == BL__TL_SOFT) {
+        atomic_store(&w->shm->soft_seq, w->running->seq);
+        bl__sv_signal(p, w, SIGUSR1);
+      } else if (a == BL__TL_HARD) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "TimeLimitExceeded(%g,)", r->hard_ms / 1000.0);
+        bl__pool_fail_unit(p, w->running, BL_ETIMELIMIT, NULL, msg);
+        w->running_resolved = 1;
+        w->doomed = 1;
+        bl__sv_signal(p, w, SIGTERM);
+        w->kill_at = now + (uint64_t)p->o.kill_grace_ms * BL__NS_PER_MS;
+      }
+      uint64_t t = bl__tl_next(&w->tl);
+      if (t < next) next = t;
+    }
+    if (w->kill_at != BL__TL_NEVER) {
+      if (now >= w->kill_at) {
+        bl__sv_signal(p, w, SIGKILL);
+        w->kill_at = BL__TL_NEVER;
+      } else if (w->kill_at < next) {
+        next = w->kill_at;
+      }
+    }
+  }
+  if (p->spawn_retry_at > now && p->spawn_retry_at < next &&
+      bl__sv_live(p) < p->target)
+    next = p->spawn_retry_at;
+  return next;
+}
+
+static uint64_t housekeeping(bl_pool_t *p) {
+  uint64_t now = bl__pool_now(p);
+  uint64_t next = apply_limits(p, now);
+  bl__sv_maintain(p);
+  bl__pool_dispatch(p);
+  free_dead(p);
+  return next;
+}
+
+static void run_defs(bl_pool_t *p, struct bl__defer *d, size_t n) {
+  const bl_pool_options_t *o = &p->o;
+  for (size_t i = 0; i < n; i++) {
+    bl_result_t *r = d[i].job;
+    switch (d[i].kind) {
+    case BL__DEF_RESOLVED:
+      if (r->code == 0 && r->ao.callback) {
+        if (r->kind == BL__JOB_APPLY) r->ao.callback(r, r->item1.p, r->item1.len, r->ao.user);
+        else r->ao.callback(r, NULL, r->nitems, r->ao.user);
+      } else if (r->code && r->ao.error_callback) {
+        r->ao.error_callback(r, &r->err, r->ao.user);
+      }
+      if (r->timeout_set && o->on_timeout_cancel) o->on_timeout_cancel(p, r->id, o->user);
+      break;
+    case BL__DEF_ACCEPT:
+      r->ao.accept_callback(r, d[i].pid, r->ao.user);
+      break;
+    case BL__DEF_TSET:
+      o->on_timeout_set(p, r->id, r->soft_ms, r->hard_ms, o->user);
+      break;
+    case BL__DEF_UP:
+      if (o->on_process_up) o->on_process_up(p, d[i].pid, o->user);
+      break;
+    case BL__DEF_DOWN:
+      if (o->on_process_down) o->on_process_down(p, d[i].pid, d[i].status, o->user);
+      break;
+    case BL__DEF_BROKEN:
+      if (o->on_pool_error) {
+        char *m = NULL;
+        pthread_mutex_lock(&p->mu);
+        m = bl__strdup(p->broken.message);
+        pthread_mutex_unlock(&p->mu);
+        o->on_pool_error(p, d[i].status, m, o->user);
+        free(m);
+      }
+      break;
+    }
+    if (r) bl__job_unref(r);
+  }
+}
+
+static void arm_timer(bl_pool_t *p, int ms) {
+  if (p->tfd < 0) return;
+  struct itimerspec its = {0};
+  if (ms >= 0) {
+    uint64_t ns = ms ? (uint64_t)ms * BL__NS_PER_MS : 1;
+    its.it_value.tv_sec = (time_t)(ns / BL__NS_PER_S);
+    its.it_value.tv_nsec = (long)(ns % BL__NS_PER_S);
+  }
+  timerfd_settime(p->tfd, 0, &its, NULL);
+}
+
+int bl__sv_step(bl_pool_t *p, int timeout_ms) {
+  pthread_mutex_lock(&p->mu);
+  if (p->stepping) {
+    /* Another thread drives the pool: wait for it to finish a step. */
+    if (timeout_ms != 0) {
+      struct timespec ts;
+      uint64_t ms = timeout_ms < 0 || timeout_ms > 100 ? 100 : (uint64_t)timeout_ms;
+      uint64_t wake = bl_monotonic_ns() + ms * BL__NS_PER_MS;
+      ts.tv_sec = (time_t)(wake / BL__NS_PER_S);
+      ts.tv_nsec = (long)(wake % BL__NS_PER_S);
+      p->nwaiters++;
+      pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+      p->nwaiters--;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+  }
+  p->stepping = 1;
+  p->stepper = pthread_self();
+  uint64_t next = housekeeping(p);
+  int cap = p->o.clock ? BL__CUSTOM_CLOCK_CAP_MS : -1;
+  int t = bl__tl_timeout_ms(next, bl__pool_now(p), cap);
+  if (p->ndefs) t = 0;
+  if (timeout_ms >= 0 && (t < 0 || timeout_ms < t)) t = timeout_ms;
+  p->awake = 0;
+  pthread_mutex_unlock(&p->mu);
+
+  struct epoll_event ev[64];
+  int n = epoll_wait(p->ep, ev, (int)BL__ARRAY_SIZE(ev), t);
+  if (n < 0) n = 0; /* EINTR: just go round */
+
+  pthread_mutex_lock(&p->mu);
+  p->awake = 1;
+  p->kicked = 0;
+  for (int i = 0; i < n; i++) {
+    struct bl__tag *tag = ev[i].data.ptr;
+    struct bl__worker *w = tag->w;
+    uint64_t junk;
+    switch (tag->kind) {
+    case BL__TAG_EVENT:
+      while (read(p->evfd, &junk, sizeof junk) < 0 && errno == EINTR) {
+      }
+      break;
+    case BL__TAG_TIMER:
+      while (read(p->tfd, &junk, sizeof junk) < 0 && errno == EINTR) {
+      }
+      break;
+    case BL__TAG_RES:
+      bl__pool_on_readable(p, w);
+      break;
+    case BL__TAG_TASK:
+      if (w->pidfd >= 0 && bl__pool_flush(p, w) != 1) bl__sv_arm_out(p, w, 0);
+      break;
+    case BL__TAG_PID:
+      if (w->pidfd >= 0) on_worker_exit(p, w);
+      break;
+    }
+  }
+  next = housekeeping(p);
+  if (p->tfd >= 0) arm_timer(p, bl__tl_timeout_ms(next, bl__pool_now(p), cap));
+  p->awake = 0;
+  p->stepping = 0;
+  if (p->nwaiters) pthread_cond_broadcast(&p->cv);
+  struct bl__defer *defs = p->defs;
+  size_t nd = p->ndefs;
+  p->defs = NULL;
+  p->ndefs = p->capdefs = 0;
+  pthread_mutex_unlock(&p->mu);
+  if (nd) run_defs(p, defs, nd);
+  free(defs);
+  return n;
+}
+
+void *bl__sv_thread(void *arg) {
+  bl_pool_t *p = arg;
+  pthread_mutex_lock(&p->mu);
+  p->th = pthread_self();
+  int rc = 0;
+  for (unsigned i = 0; i < p->target && rc == 0; i++) rc = bl__sv_spawn(p);
+  p->init_rc = rc;
+  p->started = rc ? -1 : 1;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  for (;;) {
+    pthread_mutex_lock(&p->mu);
+    int quit = p->quit;
+    pthread_mutex_unlock(&p->mu);
+    if (quit) break;
+    bl__sv_step(p, -1);
+  }
+  return NULL;
+}

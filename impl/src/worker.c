@@ -1,0 +1,252 @@
+/* worker.c: the child side of a pool worker.
+ *
+ * Reads TASK frames from its own task pipe, answers each with ACK (before
+ * running: the parent then knows the job started) and READY or FAIL, and
+ * leaves on STOP, on EOF, or to be recycled (maxtasksperchild, memory: exit
+ * 155 as billiard's EX_RECYCLE). A READY is held back only while the next
+ * TASK is already buffered, so that it travels with that task's ACK in one
+ * write. Signals: SIGUSR1 (soft limit) only sets a flag that tasks observe;
+ * SIGINT is ignored; SIGTERM and the rest keep their default action. */
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "internal.h"
+#include "poolint.h"
+
+#define BL__EX_RECYCLE 155
+
+struct bl_task_ctx {
+  uint64_t job, seq;
+  size_t index;
+  struct bl__wshm *shm;
+  bl__buf_t ret;
+  int has_ret, failed, observed;
+  char *ftype, *fmsg, *ftb;
+};
+
+static volatile sig_atomic_t soft_flag;
+
+static void on_usr1(int sig) {
+  (void)sig;
+  soft_flag = 1;
+}
+
+static const struct bl__worker_cfg *wcfg;
+
+static _Noreturn void leave(int code) {
+  if (wcfg && wcfg->on_exit) wcfg->on_exit(getpid(), code, wcfg->user);
+  bl__child_exit(code);
+}
+
+uint64_t bl__rss_kib(void) {
+  /* Current RSS (statm's second field, pages), not billiard's peak
+   * ru_maxrss: memory a task frees stops counting (divergence D12). */
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  unsigned long size = 0, res = 0;
+  if (sscanf(buf, "%lu %lu", &size, &res) != 2) return 0;
+  return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
+}
+
+static void ctx_reset(bl_task_ctx_t *c) {
+  c->ret.len = c->ret.off = 0;
+  c->has_ret = c->failed = c->observed = 0;
+  free(c->ftype);
+  free(c->fmsg);
+  free(c->ftb);
+  c->ftype = c->fmsg = c->ftb = NULL;
+}
+
+static int soft_fired(const bl_task_ctx_t *c) {
+  return c->shm && c->seq &&
+         atomic_load(&c->shm->soft_seq) == (uint_fast64_t)c->seq;
+}
+
+BL_API int bl_task_return(bl_task_ctx_t *ctx, const void *buf, size_t len) {
+  BL_VALIDATE(ctx && (buf || !len), -EINVAL);
+  ctx->ret.len = 0;
+  int rc = bl__buf_append(&ctx->ret, buf, len);
+  if (rc == 0) ctx->has_ret = 1;
+  return rc;
+}
+
+BL_API int bl_task_fail(bl_task_ctx_t *ctx, const char *type,
+                        const char *message, const char *traceback) {
+  BL_VALIDATE(ctx, -EINVAL);
+  free(ctx->ftype);
+  free(ctx->fmsg);
+  free(ctx->ftb);
+  ctx->ftype = bl__strdup(type ? type : "Exception");
+  ctx->fmsg = bl__strdup(message);
+  ctx->ftb = bl__strdup(traceback);
+  ctx->failed = 1;
+  return BL_ETASK;
+}
+
+BL_API int bl_task_soft_limit_exceeded(bl_task_ctx_t *ctx) {
+  if (!ctx || !soft_fired(ctx)) return 0;
+  ctx->observed = 1;
+  return 1;
+}
+
+BL_API int bl_task_sleep(bl_task_ctx_t *ctx, uint32_t ms) {
+  sigset_t usr1, old;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  /* Block SIGUSR1 between the check and the wait so that a signal landing
+   * in between still interrupts ppoll (which unblocks it atomically). */
+  pthread_sigmask(SIG_BLOCK, &usr1, &old);
+  sigset_t during = old;
+  sigdelset(&during, SIGUSR1);
+  uint64_t end = bl_monotonic_ns() + (uint64_t)ms * BL__NS_PER_MS;
+  int rc = 0;
+  for (;;) {
+    if (bl_task_soft_limit_exceeded(ctx)) {
+      rc = BL_ESOFTTIMELIMIT;
+      break;
+    }
+    uint64_t now = bl_monotonic_ns();
+    if (now >= end) break;
+    struct timespec ts = {(time_t)((end - now) / BL__NS_PER_S),
+                          (long)((end - now) % BL__NS_PER_S)};
+    ppoll(NULL, 0, &ts, &during);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
+}
+
+BL_API uint64_t bl_task_job_id(const bl_task_ctx_t *ctx) {
+  return ctx ? ctx->job : 0;
+}
+BL_API size_t bl_task_index(const bl_task_ctx_t *ctx) {
+  return ctx ? ctx->index : 0;
+}
+BL_API pid_t bl_task_pid(const bl_task_ctx_t *ctx) {
+  (void)ctx;
+  return getpid();
+}
+
+static void put_or_die(int rc) {
+  if (rc) leave(1); /* out of memory for a frame: the parent sees a loss */
+}
+
+static void flush(int fd, bl__buf_t *out) {
+  if (out->len == out->off) return;
+  int rc = bl__write_full(fd, out->p + out->off, out->len - out->off);
+  if (rc) leave(1); /* the parent is gone or broken */
+  out->off = out->len = 0;
+}
+
+/* Run one TASK frame's items; append READY or FAIL to out. */
+static void run_unit(const bl__pw_hdr_t *h, const uint8_t *body,
+                     bl_task_ctx_t *c, bl__buf_t *out) {
+  char name[BL_TASK_NAME_MAX + 1];
+  size_t nl = h->namelen > BL_TASK_NAME_MAX ? BL_TASK_NAME_MAX : h->namelen;
+  memcpy(name, body, nl);
+  name[nl] = 0;
+  bl_task_fn fn;
+  if (bl_lookup_task(name, &fn) != 0) {
+    put_or_die(bl__pw_put_fail(out, h->job, h->chunk, BL_ENOTFOUND,
+                               "LookupError", name, NULL));
+    return;
+  }
+  size_t at, cur = h->namelen, mark = out->len;
+  put_or_die(bl__pw_ready_begin(out, h->job, h->chunk, &at));
+  for (uint32_t i = 0; i < h->nitems; i++) {
+    const uint8_t *arg;
+    size_t alen;
+    if (bl__pw_next_item(body, h->len, &cur, &arg, &alen)) leave(1);
+    ctx_reset(c);
+    c->index = (size_t)h->first + i;
+    int rc = fn(c, arg, alen);
+    int code = 0;
+    if (c->failed || rc != 0) code = c->failed ? BL_ETASK : rc;
+    else if (soft_fired(c) && !c->observed) code = BL_ESOFTTIMELIMIT;
+    if (code) {
+      out->len = mark; /* a failing item fails its whole chunk */
+      const char *type = c->failed ? c->ftype : bl_err_exception(code);
+      const char *msg = c->failed ? c->fmsg : NULL;
+      if (code == BL_ESOFTTIMELIMIT) type = "SoftTimeLimitExceeded";
+      put_or_die(bl__pw_put_fail(out, h->job, h->chunk, code, type, msg,
+                                 c->failed ? c->ftb : NULL));
+      return;
+    }
+    put_or_die(bl__pw_ready_item(out, at, c->ret.p, c->has_ret ? c->ret.len : 0));
+  }
+}
+
+static int run_initializer(const struct bl__worker_cfg *cfg, bl_task_ctx_t *c) {
+  bl_task_fn fn;
+  if (bl_lookup_task(cfg->initializer, &fn) != 0) return -1;
+  int rc = fn(c, cfg->initarg, cfg->initarg_len);
+  return rc != 0 || c->failed ? -1 : 0;
+}
+
+_Noreturn void bl__worker_main(const struct bl__worker_cfg *cfg) {
+  wcfg = cfg;
+  struct sigaction sa = {0};
+  sa.sa_handler = on_usr1; /* no SA_RESTART: a soft limit interrupts waits */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGUSR1, &sa, NULL);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t none;
+  sigemptyset(&none);
+  pthread_sigmask(SIG_SETMASK, &none, NULL);
+
+  bl_task_ctx_t c = {.shm = cfg->shm};
+  if (cfg->initializer && run_initializer(cfg, &c) != 0) leave(1);
+
+  bl__buf_t in = {0}, out = {0};
+  unsigned done = 0;
+  uint64_t seq = 0;
+  for (;;) {
+    bl__pw_hdr_t h;
+    long n = bl__pw_peek(in.p + in.off, in.len - in.off, &h);
+    if (n < 0) leave(1);
+    if (n == 0) {
+      flush(cfg->res_fd, &out); /* about to block: send what we have */
+      bl__buf_compact(&in);
+      if (bl__buf_reserve(&in, 65536)) leave(1);
+      ssize_t r = read(cfg->task_fd, in.p + in.len, in.cap - in.len);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) leave(0); /* the parent closed our pipe: nothing more */
+      in.len += (size_t)r;
+      continue;
+    }
+    const uint8_t *body = in.p + in.off + sizeof h;
+    in.off += (size_t)n;
+    if (h.type == BL__PW_STOP) {
+      flush(cfg->res_fd, &out);
+      leave(0);
+    }
+    if (h.type != BL__PW_TASK) leave(1);
+    c.job = h.job;
+    c.seq = ++seq;
+    put_or_die(bl__pw_put_simple(&out, BL__PW_ACK, h.job, h.chunk));
+    flush(cfg->res_fd, &out);
+    BL_FAULT_CRASH("worker/task/after-ack");
+    run_unit(&h, body, &c, &out);
+    done++;
+    int recycle = (cfg->maxtasks && done >= cfg->maxtasks) ||
+                  (cfg->max_mem_kib && bl__rss_kib() > cfg->max_mem_kib);
+    bl__pw_hdr_t next;
+    if (recycle || bl__pw_peek(in.p + in.off, in.len - in.off, &next) <= 0) {
+      BL_FAULT_CRASH("worker/result/write");
+      flush(cfg->res_fd, &out);
+    }
+    if (recycle) leave(BL__EX_RECYCLE);
+  }
+}
