@@ -1,0 +1,222 @@
+/* ops_misc.c: clock.jump, clock.worker_offset, fault.arm and fault.disarm.
+ *
+ * clock.jump moves the offset clock every pool was created with.
+ * clock.worker_offset puts the children forked afterwards in a new time
+ * namespace whose CLOCK_MONOTONIC is shifted; the driver keeps the real one.
+ * fault.* arm libfiu points inside libbilliard (fault-injection builds). */
+#include "bcd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef FIU_ENABLE
+#include <fiu-control.h>
+#include <fiu.h>
+#endif
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+/* ---- clocks ---- */
+static json_t *op_clock_jump(json_t *a, bcd_err_t *e) {
+  if (!bcd_has(a, "seconds"))
+    return bcd_fail(e, "ValueError", "missing seconds");
+  double s = bcd_num(a, "seconds", 0);
+  bl_offset_clock_jump(&bcd.clock, (int64_t)llround(s * 1e9));
+  bcd_wake_pools();
+  return json_object();
+}
+
+/* Probed once at start-up in a throw-away child (the driver is still
+ * single-threaded), so the driver itself never changes namespace unless a
+ * scenario asks. */
+int bcd_timens_possible(void) {
+  pid_t pid = fork();
+  if (pid < 0)
+    return 0;
+  if (pid == 0)
+    _exit(unshare(CLONE_NEWTIME) == 0 ? 0 : 1);
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR)
+      return 0;
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static json_t *op_worker_offset(json_t *a, bcd_err_t *e) {
+  if (bcd.npools || bcd.nprocesses)
+    return bcd_fail(e, "ValueError",
+                    "clock.worker_offset must precede pool.new");
+  double s = bcd_num(a, "seconds", 0);
+  if (!bcd.timens) {
+    if (unshare(CLONE_NEWTIME) != 0)
+      return bcd_unsupported(e, "unshare(CLONE_NEWTIME): %s", strerror(errno));
+    bcd.timens = 1;
+  }
+  double whole = floor(s);
+  long long sec = (long long)whole;
+  long nsec = (long)llround((s - whole) * 1e9);
+  if (nsec >= 1000000000L) {
+    sec++;
+    nsec -= 1000000000L;
+  }
+  char line[64];
+  int n = snprintf(line, sizeof line, "monotonic %lld %ld\n", sec, nsec);
+  int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    return bcd_unsupported(e, "timens_offsets: %s", strerror(errno));
+  ssize_t w = write(fd, line, (size_t)n);
+  int err = errno;
+  close(fd);
+  if (w != n)
+    return bcd_unsupported(e, "timens_offsets: %s", strerror(err));
+  return json_object();
+}
+
+/* ---- faults ---- */
+#ifdef FIU_ENABLE
+static const struct {
+  const char *name;
+  int num;
+} errnos[] = {
+    {"EPERM", EPERM},   {"ENOENT", ENOENT},   {"ESRCH", ESRCH},
+    {"EINTR", EINTR},   {"EIO", EIO},         {"ENXIO", ENXIO},
+    {"E2BIG", E2BIG},   {"EBADF", EBADF},     {"ECHILD", ECHILD},
+    {"EAGAIN", EAGAIN}, {"ENOMEM", ENOMEM},   {"EACCES", EACCES},
+    {"EFAULT", EFAULT}, {"EBUSY", EBUSY},     {"EEXIST", EEXIST},
+    {"ENODEV", ENODEV}, {"EINVAL", EINVAL},   {"ENFILE", ENFILE},
+    {"EMFILE", EMFILE}, {"ENOSPC", ENOSPC},   {"EPIPE", EPIPE},
+    {"ENOSYS", ENOSYS}, {"ETIMEDOUT", ETIMEDOUT},
+    {"ECONNRESET", ECONNRESET}, {"EWOULDBLOCK", EWOULDBLOCK},
+    {"EOVERFLOW", EOVERFLOW},
+};
+
+static int errno_of(const json_t *v) {
+  if (json_is_integer(v))
+    return (int)json_integer_value(v);
+  if (json_is_string(v))
+    for (size_t i = 0; i < sizeof errnos / sizeof errnos[0]; i++)
+      if (strcmp(json_string_value(v), errnos[i].name) == 0)
+        return errnos[i].num;
+  return v == NULL || json_is_null(v) ? 0 : -1;
+}
+
+/* "nth" points: hit number n (1-based) fails, the others pass. The counter
+ * is copied into workers forked afterwards, as libfiu's own state is. */
+#define NTH_MAX 32
+static struct nth {
+  char *name;
+  long n;
+  atomic_long hits;
+} nths[NTH_MAX];
+
+static int name_matches(const char *armed, const char *name) {
+  size_t l = strlen(armed);
+  if (l > 0 && armed[l - 1] == '*')
+    return strncmp(armed, name, l - 1) == 0;
+  return strcmp(armed, name) == 0;
+}
+
+static int nth_cb(const char *name, int *failnum, void **failinfo,
+                  unsigned int *flags) {
+  (void)failnum;
+  (void)failinfo;
+  (void)flags;
+  for (int i = 0; i < NTH_MAX; i++)
+    if (nths[i].name && name_matches(nths[i].name, name))
+      return atomic_fetch_add(&nths[i].hits, 1) + 1 == nths[i].n;
+  return 0;
+}
+
+static void nth_drop(const char *name) {
+  for (int i = 0; i < NTH_MAX; i++)
+    if (nths[i].name && strcmp(nths[i].name, name) == 0) {
+      free(nths[i].name);
+      nths[i].name = NULL;
+    }
+}
+
+static json_t *op_fault_arm(json_t *a, bcd_err_t *e) {
+  const char *point = bcd_str(a, "point");
+  const char *mode = bcd_str(a, "mode");
+  if (point == NULL)
+    return bcd_fail(e, "ValueError", "missing point");
+  int err = errno_of(json_object_get(a, "errno"));
+  if (err < 0)
+    return bcd_fail(e, "ValueError", "unknown errno");
+  void *info = (void *)(intptr_t)err;
+  int rc;
+  nth_drop(point);
+  if (mode == NULL || strcmp(mode, "always") == 0) {
+    rc = fiu_enable(point, 1, info, 0);
+  } else if (strcmp(mode, "once") == 0) {
+    rc = fiu_enable(point, 1, info, FIU_ONETIME);
+  } else if (strcmp(mode, "nth") == 0) {
+    long n = (long)bcd_num(a, "n", 1);
+    int slot = -1;
+    for (int i = 0; i < NTH_MAX && slot < 0; i++)
+      if (nths[i].name == NULL)
+        slot = i;
+    if (slot < 0)
+      return bcd_fail(e, "ValueError", "too many nth points armed");
+    nths[slot].name = strdup(point);
+    nths[slot].n = n;
+    atomic_store(&nths[slot].hits, 0);
+    rc = fiu_enable_external(point, 1, info, 0, nth_cb);
+  } else {
+    return bcd_fail(e, "ValueError", "unknown mode %s", mode);
+  }
+  if (rc != 0)
+    return bcd_fail(e, "OSError", "fiu_enable(%s) failed", point);
+  return json_object();
+}
+
+static json_t *op_fault_disarm(json_t *a, bcd_err_t *e) {
+  const char *point = bcd_str(a, "point");
+  if (point == NULL)
+    return bcd_fail(e, "ValueError", "missing point");
+  fiu_disable(point);
+  nth_drop(point);
+  return json_object();
+}
+
+void bcd_fault_init(void) { fiu_init(0); }
+int bcd_fault_build(void) { return 1; }
+
+static void fault_fini(void) {
+  for (int i = 0; i < NTH_MAX; i++)
+    if (nths[i].name) {
+      fiu_disable(nths[i].name);
+      free(nths[i].name);
+      nths[i].name = NULL;
+    }
+}
+#else
+static json_t *op_fault_arm(json_t *a, bcd_err_t *e) {
+  (void)a;
+  return bcd_unsupported(e, "libbilliard built without fault injection");
+}
+#define op_fault_disarm op_fault_arm
+void bcd_fault_init(void) {}
+int bcd_fault_build(void) { return 0; }
+static void fault_fini(void) {}
+#endif
+
+void bcd_fault_fini(void) { fault_fini(); }
+
+const bcd_op_t bcd_ops_misc[] = {
+    {"clock.jump", op_clock_jump},
+    {"clock.worker_offset", op_worker_offset},
+    {"fault.arm", op_fault_arm},
+    {"fault.disarm", op_fault_disarm},
+    {NULL, NULL},
+};
