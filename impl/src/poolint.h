@@ -149,6 +149,7 @@ struct bl_pool {
 };
 
 /* pool.c */
+extern _Thread_local int bl__sigpipe_blocked; /* set on the supervisor thread */
 uint64_t bl__pool_now(const bl_pool_t *p);
 void bl__pool_kick(bl_pool_t *p);
 int bl__pool_defer(bl_pool_t *p, int kind, bl_result_t *job, pid_t pid,

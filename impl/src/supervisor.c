@@ -511,6 +511,11 @@ int bl__sv_step(bl_pool_t *p, int timeout_ms) {
 
 void *bl__sv_thread(void *arg) {
   bl_pool_t *p = arg;
+  sigset_t pipe_set;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
+  bl__sigpipe_blocked = 1;
   pthread_mutex_lock(&p->mu);
   p->th = pthread_self();
   int rc = 0;
