@@ -1,0 +1,100 @@
+/* test_pool_fault.c: the pool's fault points (libfiu, FI build only):
+ * spawn, epoll/eventfd/timerfd creation, dispatch write, result read, and
+ * worker-side crashes after the ACK and before the result write. */
+#include <criterion/criterion.h>
+#include <sys/wait.h>
+
+#include "helpers.h"
+#include "pool_tasks.h"
+
+#ifdef FIU_ENABLE
+#include <fiu-control.h>
+#include <fiu.h>
+#endif
+
+static void setup(void) {
+  t_register_pool_tasks();
+#ifdef FIU_ENABLE
+  fiu_init(0);
+#endif
+}
+TestSuite(pool_fault, .init = setup, .timeout = 60);
+
+#ifdef FIU_ENABLE
+#define ARM(name, err) fiu_enable(name, 1, (void *)(intptr_t)(err), FIU_ONETIME)
+#else
+#define ARM(name, err) cr_skip_test("fault points need -Dfault_injection=true")
+#endif
+
+static void new_fails(const char *point, int err, int threads) {
+  ARM(point, err);
+  int fds = t_count_fds();
+  bl_pool_t *p = NULL;
+  bl_pool_options_t o;
+  bl_pool_options_init(&o);
+  o.processes = 2;
+  o.threads = threads;
+  cr_expect_eq(bl_pool_new(&p, &o), -err);
+  cr_expect_null(p);
+  cr_expect_eq(t_count_fds(), fds);
+  cr_expect(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);
+}
+
+Test(pool_fault, epoll_create_fails) { new_fails("supervisor/epoll/create", EMFILE, 1); }
+Test(pool_fault, eventfd_create_fails) { new_fails("supervisor/eventfd/create", ENFILE, 1); }
+Test(pool_fault, timerfd_create_fails) { new_fails("supervisor/timerfd/create", EMFILE, 0); }
+Test(pool_fault, spawn_fork_fails_at_start) { new_fails("child/fork/fork", EAGAIN, 1); }
+Test(pool_fault, spawn_pidfd_fails_at_start) { new_fails("child/pidfd/open", EMFILE, 0); }
+
+/* A failed dispatch write kills that worker: the job is re-dispatched (it
+ * never started) or, had it been running, lost. It always resolves. */
+Test(pool_fault, dispatch_write_fails) {
+  bl_pool_t *p = t_pool(1, 1);
+  cr_assert_not_null(p);
+  ARM("pool/dispatch/write", EPIPE);
+  bl_result_t *r = NULL;
+  int rc;
+  cr_assert_eq(t_apply_int(p, "square", 5, NULL, &r), 0);
+  cr_expect_eq(t_get_int(r, &rc), 25);
+  bl_result_free(&r);
+  bl_pool_free(&p);
+}
+
+Test(pool_fault, result_read_fails) {
+  bl_pool_t *p = t_pool(1, 1);
+  cr_assert_not_null(p);
+  ARM("pool/result/read", EIO);
+  bl_result_t *r = NULL;
+  cr_assert_eq(t_apply_int(p, "square", 5, NULL, &r), 0);
+  int rc = bl_result_get(r, 30000, NULL, NULL, NULL);
+  /* the ACK or the READY was lost with the worker */
+  cr_expect(rc == 0 || rc == BL_EWORKERLOST, "rc %d", rc);
+  bl_result_free(&r);
+  /* and the pool recovers */
+  cr_assert_eq(t_apply_int(p, "square", 6, NULL, &r), 0);
+  cr_expect_eq(t_get_int(r, &rc), 36);
+  bl_result_free(&r);
+  bl_pool_free(&p);
+}
+
+/* Crash points are armed before the pool forks, so every worker inherits
+ * them: each worker dies on its first job at that step. */
+static void worker_crash(const char *point) {
+  ARM(point, SIGKILL);
+  bl_pool_t *p = t_pool(1, 1);
+#ifdef FIU_ENABLE
+  fiu_disable(point);
+#endif
+  cr_assert_not_null(p);
+  bl_result_t *r = NULL;
+  cr_assert_eq(t_apply_int(p, "square", 5, NULL, &r), 0);
+  bl_error_info_t e = {0};
+  cr_expect_eq(bl_result_get(r, 30000, NULL, NULL, &e), BL_EWORKERLOST);
+  cr_expect(e.message && strstr(e.message, "signal 9 (SIGKILL)"));
+  bl_error_info_clear(&e);
+  bl_result_free(&r);
+  bl_pool_free(&p);
+}
+
+Test(pool_fault, worker_crash_after_ack) { worker_crash("worker/task/after-ack"); }
+Test(pool_fault, worker_crash_before_result_write) { worker_crash("worker/result/write"); }
