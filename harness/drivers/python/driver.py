@@ -61,11 +61,19 @@ _out_lock = threading.Lock()
 _t0 = time.monotonic()
 
 
+_out_fd = 1   # the protocol channel; main() moves it off fd 1
+
+
 def _emit(obj):
-    line = json.dumps(obj, separators=(',', ':'), default=_jsonable) + '\n'
+    # Raw os.write under a plain lock: Python's buffered stdout has a lock
+    # that a worker forked while another thread writes would inherit held
+    # (it then hangs flushing stdout at exit).
+    data = (json.dumps(obj, separators=(',', ':'), default=_jsonable)
+            + '\n').encode('utf-8')
     with _out_lock:
-        sys.stdout.write(line)
-        sys.stdout.flush()
+        while data:
+            n = os.write(_out_fd, data)
+            data = data[n:]
 
 
 def event(name, **fields):
@@ -260,7 +268,8 @@ class Driver:
                         for p in list(drv.pools.values()):
                             event('pool.error', pool=p.name,
                                   error=error_of(e))
-        lg = logging.getLogger('billiard')
+        from billiard import util
+        lg = util.get_logger()   # billiard logs nothing until this exists
         lg.addHandler(Relay(logging.WARNING))
         lg.setLevel(logging.WARNING)
         lg.propagate = False
@@ -914,7 +923,7 @@ class Driver:
                     log('terminate: %r' % e)
         th = threading.Thread(target=stop, daemon=True)
         th.start()
-        th.join(3.0)
+        th.join(2.0)
         if th.is_alive():
             log('pool terminate wedged; killing workers')
         pids = set(self.worker_pids)
@@ -941,6 +950,25 @@ class Driver:
                 time.sleep(0.01)
 
 
+def _stdin_lines():
+    """Lines from fd 0 read with os.read: sys.stdin's buffer lock, held by
+    a blocked readline(), would be inherited locked by workers forked from
+    pool threads, and their start-up sys.stdin.close() would hang."""
+    buf = b''
+    while True:
+        i = buf.find(b'\n')
+        if i >= 0:
+            line, buf = buf[:i + 1], buf[i + 1:]
+            yield line
+            continue
+        chunk = os.read(0, 65536)
+        if not chunk:
+            if buf:
+                yield buf
+            return
+        buf += chunk
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--impl', choices=['billiard', 'multiprocessing'],
@@ -951,13 +979,14 @@ def main():
     except ImportError as e:
         log('cannot import %s: %s' % (opts.impl, e))
         os._exit(77)
+    # Protocol output on a private fd; fd 1 becomes stderr so that anything
+    # printed by a task or a library cannot corrupt the protocol.
+    global _out_fd
+    _out_fd = os.dup(1)
+    os.dup2(2, 1)
     drv = Driver(impl)
     drv.hello()
-    stdin = sys.stdin.buffer
-    while True:
-        line = stdin.readline()
-        if not line:
-            break
+    for line in _stdin_lines():
         if not line.strip():
             continue
         mid = None
@@ -978,7 +1007,6 @@ def main():
                      'error': error_of(e)}
         _emit(reply)
     drv.teardown()
-    sys.stdout.flush()
     os._exit(0)
 
 
