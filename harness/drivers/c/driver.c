@@ -145,13 +145,12 @@ static void handle_line(const char *line, size_t len) {
 
 /* ---- hello ---- */
 static const char *const base_features[] = {
-    "pool", "pool.threads", "pool.apply", "pool.apply_async", "pool.map",
+    "pool", "pool.apply", "pool.apply_async", "pool.map",
     "pool.imap", "pool.imap_unordered", "pool.starmap", "pool.callbacks",
     "pool.callbacks.accept", "pool.callbacks.timeout", "pool.events.worker",
     "pool.initializer", "pool.maxtasksperchild", "pool.max_memory_per_child",
     "pool.join-timeout", "pool.terminate_job", "pool.grow", "pool.shrink",
-    "pool.restart", "worker-loss", "restart-freq", "time-limits",
-    "time-limits.soft", "time-limits.hard", "time-limits.per-job",
+    "pool.restart", "worker-loss", "restart-freq", "time-limits.soft", "time-limits.hard", "time-limits.per-job",
     "wallclock", "clock.jump", "process", "process.terminate", "pipe",
     NULL};
 

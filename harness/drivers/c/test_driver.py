@@ -2,7 +2,8 @@
 """Smoke test of bc-driver-c (protocol v1): hello, a pool, a job, a worker
 killed from outside, close/join, a pipe, then EOF -> exit 0.
 
-Usage: test_driver.py path/to/bc-driver-c   (std-lib only; meson suite driver)
+Usage: test_driver.py path/to/bc-driver-c [scenarios/features.txt]
+(std-lib only; meson suite driver)
 """
 import json
 import os
@@ -81,6 +82,12 @@ def main():
     assert hello['port'] == 'c' and hello['protocol'] == 1, hello
     assert hello['impl'].startswith('libbilliard '), hello
     assert 'pool' in hello['features'] and 'echo' in hello['tasks'], hello
+    if len(sys.argv) > 2:   # every announced feature must be a known name
+        with open(sys.argv[2]) as f:
+            known = {ln.split()[0] for ln in f
+                     if ln.strip() and not ln.startswith('#')}
+        unknown = set(hello['features']) - known
+        assert not unknown, 'features not in features.txt: %s' % unknown
 
     r = d.ok('pool.new', processes=2, **{'as': 'p'})
     assert r['pool'] == 'p' and len(r['pids']) == 2, r
