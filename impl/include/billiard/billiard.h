@@ -6,6 +6,8 @@
 #include <billiard/errors.h>
 #include <billiard/clock.h>
 #include <billiard/task.h>
+#include <billiard/process.h>
+#include <billiard/connection.h>
 #include <billiard/result.h>
 #include <billiard/pool.h>
 
