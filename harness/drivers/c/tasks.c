@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -87,14 +88,27 @@ static int t_echo(bl_task_ctx_t *c, json_t *a) {
   return ret(c, v ? json_incref(v) : json_null());
 }
 
+/* A missing argument fails as Python's a['x'] does. */
+static int missing(bl_task_ctx_t *c, const char *key) {
+  char msg[64];
+  snprintf(msg, sizeof msg, "'%s'", key);
+  return bl_task_fail(c, "KeyError", msg, NULL);
+}
+
 static int t_square(bl_task_ctx_t *c, json_t *a) {
   json_t *x = json_object_get(a, "x");
+  if (x == NULL)
+    return missing(c, "x");
   json_t *r = num_op(x, x, 1);
   return r ? ret(c, r) : bl_task_fail(c, "TypeError", "x is not a number",
                                       NULL);
 }
 
 static int t_add(bl_task_ctx_t *c, json_t *a) {
+  if (json_object_get(a, "a") == NULL)
+    return missing(c, "a");
+  if (json_object_get(a, "b") == NULL)
+    return missing(c, "b");
   json_t *r = num_op(json_object_get(a, "a"), json_object_get(a, "b"), 0);
   return r ? ret(c, r) : bl_task_fail(c, "TypeError", "cannot add a and b",
                                       NULL);
