@@ -6,6 +6,9 @@
 #include <billiard/errors.h>
 #include <billiard/clock.h>
 #include <billiard/task.h>
+#include <billiard/queue.h>
+#include <billiard/synchronize.h>
+#include <billiard/sharedctypes.h>
 #include <billiard/process.h>
 #include <billiard/connection.h>
 #include <billiard/result.h>
