@@ -303,6 +303,7 @@ int bl__pool_on_readable(bl_pool_t *p, struct bl__worker *w) {
  * block / write / sigtimedwait sequence), so the caller's process never
  * sees it. */
 _Thread_local int bl__sigpipe_blocked;
+_Thread_local int bl__cb_depth;
 
 static ssize_t write_nosig(int fd, const void *buf, size_t n) {
   if (bl__sigpipe_blocked) return write(fd, buf, n);
@@ -894,7 +895,10 @@ BL_API int bl_pool_close(bl_pool_t *pool) {
 
 static int no_workers(bl_pool_t *p, void *arg) {
   (void)arg;
-  return p->nw == 0 && p->unresolved == 0;
+  /* Callbacks still running elsewhere count as work; our own (a callback
+   * calling terminate) cannot be waited for. */
+  return p->nw == 0 && p->unresolved == 0 && p->ndefs == 0 &&
+         p->in_defs <= bl__cb_depth;
 }
 
 /* Fail every unresolved job with code; signal every worker. Lock held. */

@@ -146,10 +146,12 @@ struct bl_pool {
   bl__restart_t rs;
   struct bl__defer *defs;
   size_t ndefs, capdefs;
+  int in_defs;                /* drivers running callbacks right now */
 };
 
 /* pool.c */
 extern _Thread_local int bl__sigpipe_blocked; /* set on the supervisor thread */
+extern _Thread_local int bl__cb_depth;        /* callbacks running on this thread */
 uint64_t bl__pool_now(const bl_pool_t *p);
 void bl__pool_kick(bl_pool_t *p);
 int bl__pool_defer(bl_pool_t *p, int kind, bl_result_t *job, pid_t pid,

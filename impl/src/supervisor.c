@@ -503,8 +503,19 @@ int bl__sv_step(bl_pool_t *p, int timeout_ms) {
   size_t nd = p->ndefs;
   p->defs = NULL;
   p->ndefs = p->capdefs = 0;
+  p->in_defs += nd > 0;
   pthread_mutex_unlock(&p->mu);
-  if (nd) run_defs(p, defs, nd);
+  if (nd) {
+    bl__cb_depth++;
+    run_defs(p, defs, nd);
+    bl__cb_depth--;
+    /* join() waits for callbacks too, as billiard's join waits for the
+     * threads that run them. */
+    pthread_mutex_lock(&p->mu);
+    p->in_defs--;
+    if (p->nwaiters) pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+  }
   free(defs);
   return n;
 }
