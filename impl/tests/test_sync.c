@@ -527,3 +527,77 @@ Test(sync, barrier_party_death_breaks_it) {
   cr_expect_eq(t_wait_exit(pid), -SIGKILL);
   bl_barrier_free(&b);
 }
+
+/* Seeded repeat: two processes use a BoundedSemaphore(2) as a resource
+ * limiter; one is SIGKILLed at a random moment, maybe holding units. The
+ * survivor must finish, and the count must come back to its bound. */
+Test(sync, random_kill_of_semaphore_holder_recovers_units, .timeout = 60) {
+  srand(777);
+  int iters = t_under_valgrind() ? 3 : 20;
+  for (int it = 0; it < iters; it++) {
+    bl_semaphore_t *s = NULL;
+    cr_assert_eq(bl_bounded_semaphore_new(&s, 2), 0);
+    pid_t victim = t_fork();
+    cr_assert_geq(victim, 0);
+    if (victim == 0) {
+      for (;;) {
+        if (!BL_ACQUIRED(bl_semaphore_acquire(s, -1))) t_exit(2);
+        if (!BL_ACQUIRED(bl_semaphore_acquire(s, -1))) t_exit(2);
+        bl_semaphore_release(s);
+        bl_semaphore_release(s);
+      }
+    }
+    pid_t survivor = t_fork();
+    cr_assert_geq(survivor, 0);
+    if (survivor == 0) {
+      int n = t_under_valgrind() ? 100 : 2000;
+      for (int i = 0; i < n; i++) {
+        if (!BL_ACQUIRED(bl_semaphore_acquire(s, 20000))) t_exit(2);
+        if (bl_semaphore_release(s) != 0) t_exit(3);
+      }
+      t_exit(0);
+    }
+    usleep((useconds_t)(rand() % 3000));
+    kill_and_reap(victim);
+    cr_expect_eq(t_wait_exit(survivor), 0, "iteration %d", it);
+    /* Both units are available again (after recovery if the victim held
+     * any), and no more than that. */
+    for (int k = 0; k < 2; k++) {
+      int rc = bl_semaphore_acquire(s, 5000);
+      cr_expect(BL_ACQUIRED(rc), "iteration %d unit %d: %d", it, k, rc);
+    }
+    cr_expect_eq(bl_semaphore_acquire(s, 0), BL_ETIMEOUT, "iteration %d", it);
+    bl_semaphore_free(&s);
+  }
+}
+
+Test(sync, condition_waiter_learns_lock_owner_died) {
+  bl_condition_t *c = NULL;
+  cr_assert_eq(bl_condition_new(&c, NULL), 0);
+  int p[2];
+  cr_assert_eq(bl__pipe(p), 0);
+  pid_t waiter = t_fork();
+  cr_assert_geq(waiter, 0);
+  if (waiter == 0) {
+    bl_condition_acquire(c, -1);
+    say(p[1]);
+    int r = bl_condition_wait(c, 20000);
+    t_exit(r == BL_EOWNERDEAD && bl_lock_is_mine(bl_condition_lock(c)) ? 0 : 1);
+  }
+  cr_assert_eq(hear(p[0]), 0);
+  pid_t notifier = t_fork();
+  cr_assert_geq(notifier, 0);
+  if (notifier == 0) {
+    bl_condition_acquire(c, -1); /* the waiter released it inside wait */
+    bl_condition_notify_all(c);
+    say(p[1]);
+    pause(); /* dies holding the lock */
+    t_exit(0);
+  }
+  cr_assert_eq(hear(p[0]), 0);
+  kill_and_reap(notifier);
+  cr_expect_eq(t_wait_exit(waiter), 0);
+  close(p[0]);
+  close(p[1]);
+  bl_condition_free(&c);
+}
