@@ -22,7 +22,9 @@ static void load_map(bc_diag_t *d, const bc_node_t *n, bc_expect_entry_t **out, 
     e->col = n->keys[i]->col;
     if (v->kind != BC_SCALAR || bc_node_is_null(v) || !*v->str) {
       bc_diag_at(d, v->line, v->col, "expected a non-empty reason for '%s', got %s", e->id,
-                 bc_node_is_null(v) ? "nothing" : bc_node_kind_name(v));
+                 bc_node_is_null(v)                 ? "nothing"
+                 : v->kind == BC_SCALAR && !*v->str ? "an empty string"
+                                                    : bc_node_kind_name(v));
       e->reason = bc_xstrdup("");
     } else {
       e->reason = bc_xstrdup(v->str);

@@ -76,6 +76,7 @@ void bc_report_add(bc_report_t *r, json_t *rec) {
     fprintf(f, "%s%s: %s\n", p, bc_outcome_name(o), str(rec, "message"));
     if (*str(rec, "expected")) fprintf(f, "%sexpected: %s\n", p, str(rec, "expected"));
     if (*str(rec, "got")) fprintf(f, "%sgot:      %s\n", p, str(rec, "got"));
+    if (*str(rec, "audit")) fprintf(f, "%salso (leak audit): %s\n", p, str(rec, "audit"));
     if (*str(rec, "stderr")) {
       fprintf(f, "%sdriver stderr (tail):\n", p);
       char *pp = bc_asprintf("%s  | ", p);
