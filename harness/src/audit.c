@@ -127,7 +127,8 @@ void bc_audit_shm(const bc_audit_t *a, bc_strv_t *out) {
   bc_strv_t now = {0};
   list_shm(&now);
   for (size_t i = 0; i < now.n; i++)
-    if (!harness_owned(now.v[i]) && a->private_shm || (!bc_strv_has(&a->shm_before, now.v[i]) && !shm_in_use(now.v[i])))
+    if (!harness_owned(now.v[i]) &&
+        (a->private_shm || (!bc_strv_has(&a->shm_before, now.v[i]) && !shm_in_use(now.v[i]))))
       bc_strv_push(out, now.v[i]);
   bc_strv_free(&now);
 }
