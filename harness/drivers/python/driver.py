@@ -824,7 +824,9 @@ class Driver:
         return {'notified': bool(c.wait(seconds(a.get('timeout'))))}
 
     def op_condition_notify(self, a):
-        self.get(a, 'condition').notify(a.get('n', 1))
+        n = a.get('n', 1)
+        c = self.get(a, 'condition')
+        c.notify() if n == 1 else c.notify(n)   # billiard: notify() has no n
         return {}
 
     def op_condition_notify_all(self, a):
@@ -984,6 +986,9 @@ def main():
     global _out_fd
     _out_fd = os.dup(1)
     os.dup2(2, 1)
+    # Children must not hold the protocol channel: if the driver dies, the
+    # harness has to see EOF even while workers live on.
+    os.register_at_fork(after_in_child=lambda: os.close(_out_fd))
     drv = Driver(impl)
     drv.hello()
     for line in _stdin_lines():
