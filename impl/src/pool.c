@@ -212,8 +212,8 @@ static void on_ack(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
   w->running = u;
   w->running_resolved = 0;
   bl__restart_reset(&p->rs);
-  r->pid = w->pid;
-  if (++r->nacked >= r->nchunks) r->accepted = 1;
+  atomic_store(&r->pid, (int)w->pid);
+  if (++r->nacked >= r->nchunks) atomic_store(&r->accepted, 1);
   if (r->ao.accept_callback) bl__pool_defer(p, BL__DEF_ACCEPT, r, w->pid, 0);
   if (r->soft_ms || r->hard_ms) {
     bl__tl_start(&w->tl, bl__pool_now(p), r->soft_ms, r->hard_ms);
@@ -512,7 +512,7 @@ static int enqueue(bl_pool_t *p, bl_result_t *r, bl_result_t **out) {
   p->unresolved++;
   r->units_open = r->nchunks;
   if (r->nchunks == 0) {
-    r->accepted = 1;
+    atomic_store(&r->accepted, 1);
     resolve(p, r, 0, NULL, NULL, NULL);
     pthread_mutex_unlock(&p->mu);
     if (out) *out = r;
@@ -679,21 +679,11 @@ BL_API int bl_result_successful(const bl_result_t *r) {
 }
 
 BL_API int bl_result_accepted(const bl_result_t *r) {
-  if (!r) return 0;
-  if (bl_result_ready(r) && r->nchunks == 0) return 1;
-  pthread_mutex_lock(&r->pool->mu);
-  int a = r->accepted;
-  pthread_mutex_unlock(&r->pool->mu);
-  return a;
+  return r ? atomic_load(&((bl_result_t *)r)->accepted) : 0;
 }
 
 BL_API pid_t bl_result_worker_pid(const bl_result_t *r) {
-  if (!r) return 0;
-  if (bl_result_ready(r)) return r->pid;
-  pthread_mutex_lock(&r->pool->mu);
-  pid_t pid = r->pid;
-  pthread_mutex_unlock(&r->pool->mu);
-  return pid;
+  return r ? (pid_t)atomic_load(&((bl_result_t *)r)->pid) : 0;
 }
 
 BL_API uint64_t bl_result_job_id(const bl_result_t *r) { return r ? r->id : 0; }

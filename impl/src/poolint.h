@@ -59,8 +59,8 @@ struct bl_result {
   size_t *done_order;         /* imap_unordered: chunks by completion */
   int code;
   bl_error_info_t err;
-  pid_t pid;
-  int accepted;
+  atomic_int pid;              /* read without the lock */
+  atomic_int accepted;
   int timeout_set;            /* on_timeout_set fired: cancel due */
   int term_sig;               /* terminate_job asked while SENT */
   uint32_t soft_ms, hard_ms;  /* effective limits */

@@ -98,3 +98,20 @@ static void worker_crash(const char *point) {
 
 Test(pool_fault, worker_crash_after_ack) { worker_crash("worker/task/after-ack"); }
 Test(pool_fault, worker_crash_before_result_write) { worker_crash("worker/result/write"); }
+
+/* A replacement that cannot be forked is retried (50 ms later): the queued
+ * job still runs. */
+Test(pool_fault, respawn_fork_fails_then_retries) {
+  bl_pool_t *p = t_pool(1, 1);
+  cr_assert_not_null(p);
+  ARM("child/fork/fork", EAGAIN);
+  bl_result_t *r = NULL, *q = NULL;
+  cr_assert_eq(t_apply_int(p, "die", SIGKILL, NULL, &r), 0);
+  cr_assert_eq(t_apply_int(p, "square", 4, NULL, &q), 0);
+  cr_expect_eq(bl_result_get(r, 30000, NULL, NULL, NULL), BL_EWORKERLOST);
+  int rc;
+  cr_expect_eq(t_get_int(q, &rc), 16);
+  bl_result_free(&r);
+  bl_result_free(&q);
+  bl_pool_free(&p);
+}

@@ -271,30 +271,50 @@ Test(pool_limits, terminate_job_pid_is_fenced_on_job) {
   bl_pool_free(&p);
 }
 
+struct ups {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int up;
+};
+static void count_up(bl_pool_t *p, pid_t pid, void *u) {
+  (void)p, (void)pid;
+  struct ups *c = u;
+  pthread_mutex_lock(&c->mu);
+  c->up++;
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+}
+
 Test(pool_limits, grow_shrink_restart) {
+  struct ups ups = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
   bl_pool_options_t o;
   bl_pool_options_init(&o);
   o.processes = 1;
   o.allow_restart = 1;
+  o.on_process_up = count_up;
+  o.user = &ups;
   bl_pool_t *p = NULL;
   cr_assert_eq(bl_pool_new(&p, &o), 0);
   cr_expect_eq(bl_pool_grow(p, 2), 0);
   cr_expect_eq(bl_pool_size(p), 3);
   bl_result_t *r = NULL;
   int rc;
-  /* a job round trip lets the supervisor start the new workers */
-  cr_assert_eq(t_apply_int(p, "pid", 0, NULL, &r), 0);
-  t_get_int(r, &rc);
-  bl_result_free(&r);
-  uint64_t end = t_now_ms() + 30000;
-  while (bl_pool_pids(p, NULL, 0) < 3 && t_now_ms() < end) bl_pool_wakeup(p), usleep(1000);
+  pthread_mutex_lock(&ups.mu);
+  while (ups.up < 3) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 30;
+    if (pthread_cond_timedwait(&ups.cv, &ups.mu, &ts) != 0) break;
+  }
+  pthread_mutex_unlock(&ups.mu);
+  cr_expect_eq(ups.up, 3);
   cr_expect_eq(bl_pool_pids(p, NULL, 0), 3);
   cr_expect_eq(bl_pool_shrink(p, 2), 0);
   cr_expect_eq(bl_pool_size(p), 1);
   /* one busy worker left: shrinking it is refused */
   cr_assert_eq(t_apply_int(p, "sleep", 20000, NULL, &r), 0);
   wait_accepted(r);
-  end = t_now_ms() + 30000;
+  uint64_t end = t_now_ms() + 30000;
   while (bl_pool_pids(p, NULL, 0) > 1 && t_now_ms() < end) bl_result_wait(r, 5);
   cr_expect_eq(bl_pool_shrink(p, 1), -EBUSY);
   cr_expect_eq(bl_pool_terminate_job(p, r, SIGKILL), 0);
