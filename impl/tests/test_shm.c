@@ -3,6 +3,7 @@
  * processes, nothing left in /dev/shm, no fd leak, fault points. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,14 +180,40 @@ Test(shm, value_with_existing_lock) {
   bl_lock_free(&l);
 }
 
+/* Other processes on the machine (faketime, POSIX semaphores) may add and
+ * remove /dev/shm entries while we run, so count only entries that this
+ * process maps: ours would have to be mapped to be used. */
 static int dev_shm_entries(void) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (!f) return -1;
+  char line[512];
+  int n = 0;
+  while (fgets(line, sizeof line, f))
+    if (strstr(line, "/dev/shm/")) n++;
+  fclose(f);
+  return n;
+}
+
+/* Entries in /dev/shm that could be ours by name. */
+static int dev_shm_named_ours(void) {
   DIR *d = opendir("/dev/shm");
   if (!d) return 0;
   int n = 0;
   struct dirent *e;
   while ((e = readdir(d)))
-    if (e->d_name[0] != '.') n++;
+    if (strstr(e->d_name, "billiard") || strncmp(e->d_name, "bl_", 3) == 0) n++;
   closedir(d);
+  return n;
+}
+
+static int memfd_mappings(void) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (!f) return -1;
+  char line[512];
+  int n = 0;
+  while (fgets(line, sizeof line, f))
+    if (strstr(line, "/memfd:billiard")) n++;
+  fclose(f);
   return n;
 }
 
@@ -208,6 +235,7 @@ Test(shm, nothing_in_dev_shm_and_no_fd_leak_even_after_a_crash) {
   cr_assert_eq(bl_barrier_new(&b, 2, NULL, NULL), 0);
   cr_assert_eq(bl_queue_new(&q, NULL), 0);
   cr_expect_eq(dev_shm_entries(), shm_before);
+  cr_expect_geq(memfd_mappings(), 8); /* the objects are memfd mappings */
   /* A child that dies holding things leaves nothing behind either. */
   pid_t pid = t_fork();
   cr_assert_geq(pid, 0);
@@ -219,6 +247,7 @@ Test(shm, nothing_in_dev_shm_and_no_fd_leak_even_after_a_crash) {
   }
   cr_expect_eq(t_wait_exit(pid), -SIGKILL);
   cr_expect_eq(dev_shm_entries(), shm_before);
+  cr_expect_eq(dev_shm_named_ours(), 0);
   bl_value_free(&v);
   bl_value_free(&a);
   bl_lock_free(&l);
@@ -228,6 +257,7 @@ Test(shm, nothing_in_dev_shm_and_no_fd_leak_even_after_a_crash) {
   bl_barrier_free(&b);
   bl_queue_free(&q);
   cr_expect_eq(dev_shm_entries(), shm_before);
+  cr_expect_eq(memfd_mappings(), 0);
   cr_expect_eq(t_count_fds(), fds_before);
 }
 
@@ -264,6 +294,38 @@ Test(shm, liveness_of_self_zombie_and_recycled_ids) {
   cr_expect_eq(bl__who_alive(who), 0);
   close(p[0]);
   close(p[1]);
+}
+
+typedef struct th_arg {
+  int go[2], done[2];
+  uint64_t who;
+} th_arg_t;
+
+static void *thread_body(void *arg) {
+  th_arg_t *a = arg;
+  a->who = bl__self_thread();
+  (void)!write(a->done[1], "x", 1);
+  char c;
+  (void)!read(a->go[0], &c, 1);
+  return NULL;
+}
+
+Test(shm, liveness_of_a_thread) {
+  /* Queue tokens and Lock owners are threads: /proc/<tid> must work for a
+   * thread that is not its process's leader. */
+  th_arg_t a;
+  cr_assert_eq(bl__pipe(a.go), 0);
+  cr_assert_eq(bl__pipe(a.done), 0);
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, thread_body, &a), 0);
+  char c;
+  cr_assert_eq(bl__read_full(a.done[0], &c, 1), 0);
+  cr_expect_neq(BL__WHO_ID(a.who), getpid());
+  cr_expect_eq(bl__who_alive(a.who), 1);
+  (void)!write(a.go[1], "x", 1);
+  pthread_join(th, NULL);
+  cr_expect_eq(bl__who_alive(a.who), 0);
+  close(a.go[0]); close(a.go[1]); close(a.done[0]); close(a.done[1]);
 }
 
 #ifdef FIU_ENABLE
