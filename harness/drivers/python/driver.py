@@ -21,6 +21,26 @@ import threading
 import time
 import traceback
 
+
+
+def _select_sleep(secs):
+    """time.sleep on select(2): under libfaketime with
+    FAKETIME_DONT_FAKE_MONOTONIC (the harness's wall-clock fault) CPython's
+    time.sleep (clock_nanosleep TIMER_ABSTIME) fails with EINVAL, which
+    would crash billiard's Supervisor.  This repairs the test environment,
+    not the implementation; it is installed before billiard is imported."""
+    import select
+    deadline = time.monotonic() + float(secs)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        select.select([], [], [], left)
+
+
+if 'faketime' in os.environ.get('LD_PRELOAD', ''):
+    time.sleep = _select_sleep
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bc_tasks  # noqa: E402
 
