@@ -194,7 +194,8 @@ static int queue_new(bl_queue_t **out, const bl_queue_options_t *o,
   for (size_t i = 0; i < BL__ARRAY_SIZE(o->reserved); i++)
     BL_VALIDATE(o->reserved[i] == 0, -EINVAL);
   size_t cap = o->ring_bytes ? o->ring_bytes : DEFAULT_RING;
-  BL_VALIDATE(cap >= MIN_RING && cap <= (1ull << 40), -EINVAL);
+  /* <= 4 GiB keeps every record length (<= ring/4) within 32 bits. */
+  BL_VALIDATE(cap >= MIN_RING && cap <= (1ull << 32), -EINVAL);
   cap = (cap + 7) & ~(size_t)7;
   bl_queue_t *q = calloc(1, sizeof *q);
   if (!q) return -ENOMEM;
@@ -376,7 +377,6 @@ static int put_stream(bl_queue_t *q, const void *buf, size_t len, uint64_t dl) {
 int bl_queue_put(bl_queue_t *q, const void *buf, size_t len, int timeout_ms) {
   BL_VALIDATE(q != NULL, -EINVAL);
   BL_VALIDATE(buf != NULL || len == 0, -EINVAL);
-  BL_VALIDATE(len <= UINT32_MAX * (uint64_t)1024, -EINVAL);
   if (q->closed) return BL_ESTATE;
   if (!buf) buf = "";
   uint64_t dl = bl__deadline(timeout_ms);

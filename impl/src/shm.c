@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,9 +213,23 @@ uint64_t bl__self_process(void) {
   return w;
 }
 
+/* Without /proc (not mounted), fall back to kill(id, 0): zombies and
+ * recycled ids then look alive, which can delay recovery but never steals
+ * from a live owner. */
+static int proc_usable(void) {
+  static int usable = -1;
+  int u = __atomic_load_n(&usable, __ATOMIC_RELAXED);
+  if (u < 0) {
+    u = access("/proc/self/stat", R_OK) == 0;
+    __atomic_store_n(&usable, u, __ATOMIC_RELAXED);
+  }
+  return u;
+}
+
 int bl__who_alive(uint64_t who) {
   pid_t id = BL__WHO_ID(who);
   if (id <= 0) return 0;
+  if (NEVER(!proc_usable())) return !(kill(id, 0) != 0 && errno == ESRCH);
   char st;
   unsigned long long start;
   if (proc_stat(id, &st, &start) != 0) return 0;

@@ -106,9 +106,12 @@ int bl_lock_acquire(bl_lock_t *l, int timeout_ms) {
   BL_VALIDATE(l != NULL, -EINVAL);
   pid_t me = bl__self_tid();
   uint32_t w = 0;
+  /* Re-entry: the word names this tid and the owner record names this very
+   * thread (not an earlier, dead holder of a recycled tid). */
   if (l->recursive &&
       (__atomic_load_n(&l->word, __ATOMIC_RELAXED) & BL__LOCK_TID) ==
-          (uint32_t)me) {
+          (uint32_t)me &&
+      __atomic_load_n(&l->owner, __ATOMIC_RELAXED) == bl__self_thread()) {
     l->count++;
     return 0;
   }
@@ -563,8 +566,13 @@ static void bar_reap(bl_barrier_t *b) {
     bar_begin(b);
     b->st.in[i] = 0;
     b->st.count--;
-    b->st.state = BAR_BROKEN;
-    if (b->st.count == 0) b->st.state = BAR_BROKEN;
+    /* Dying while the cycle fills (or in the action) breaks it; dying on
+     * the way out of a completed cycle only ends that party's exit. */
+    if (b->st.state == BAR_FILLING || b->st.state == BAR_ACTION)
+      b->st.state = BAR_BROKEN;
+    else if (b->st.count == 0 &&
+             (b->st.state == BAR_DRAINING || b->st.state == BAR_RESETTING))
+      b->st.state = BAR_FILLING;
     bar_notify(b);
     bl__robust_end(&b->r);
   }
