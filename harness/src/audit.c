@@ -27,7 +27,7 @@ void bc_audit_begin(bc_audit_t *a) {
   memset(a, 0, sizeof *a);
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   if (getenv("BC_SHARED_SHM") == NULL && unshare(CLONE_NEWNS) == 0) {
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
+    if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) == 0 &&
         mount("bc-shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") == 0)
       a->private_shm = true;
   }
