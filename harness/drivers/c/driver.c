@@ -100,10 +100,13 @@ static void reply_error(json_t *id, const bcd_err_t *e) {
   bcd_emit(m);
 }
 
+/* The command being run, as a global root (see util.c's roots). */
+static json_t *current;
+
 static void handle_line(const char *line, size_t len) {
   json_error_t jerr;
   bcd_err_t e = {{0}, {0}, NULL};
-  json_t *msg = json_loadb(line, len, 0, &jerr);
+  json_t *msg = current = json_loadb(line, len, 0, &jerr);
   if (!json_is_object(msg)) {
     bcd_log("not a JSON object: %s", jerr.text);
     json_decref(msg);
@@ -140,6 +143,7 @@ static void handle_line(const char *line, size_t len) {
     reply_error(id, &e);
   }
   json_decref(own_args);
+  current = NULL;
   json_decref(msg);
 }
 

@@ -230,6 +230,12 @@ static json_t *op_recv_into(json_t *a, bcd_err_t *e) {
   if (rc != 0) {
     free(buf);
     if (rc == BL_EBUFTOOSHORT) {
+      /* billiard hands the message over inside the exception (args[0]) and
+       * it is gone from the connection: take it, as a Python caller has. */
+      void *msg = NULL;
+      size_t mlen = 0;
+      if (bl_conn_take_pending(c, &msg, &mlen) == 0)
+        free(msg);
       bcd_fail(e, "BufferTooShort", "message of %zu bytes, buffer of %zu",
                len, cap);
       e->code = "BL_EBUFTOOSHORT";

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,20 +31,41 @@ static void write_all(int fd, const char *p, size_t n) {
   }
 }
 
-void bcd_emit(json_t *msg) {
-  json_object_set_new(msg, "v", json_integer(BCD_PROTOCOL));
-  char *s = json_dumps(msg, JSON_COMPACT | JSON_ENSURE_ASCII);
-  json_decref(msg);
-  if (s == NULL) {
-    bcd_log("cannot encode a message");
-    return;
+/* Messages in flight are kept in globals, not only in registers or on a
+ * blocked thread's stack: a worker forked by a supervisor thread meanwhile
+ * then still sees them referenced (else valgrind calls them definitely
+ * lost when that worker exits). */
+#define ROOTS 16
+static json_t *_Atomic roots[ROOTS];
+static char *inflight; /* under out_lock */
+
+static int root_add(json_t *m) {
+  for (int i = 0; i < ROOTS; i++) {
+    json_t *expect = NULL;
+    if (atomic_compare_exchange_strong(&roots[i], &expect, m))
+      return i;
   }
-  size_t n = strlen(s);
+  return -1;
+}
+
+void bcd_emit(json_t *msg) {
+  int slot = root_add(msg);
+  json_object_set_new(msg, "v", json_integer(BCD_PROTOCOL));
   pthread_mutex_lock(&bcd.out_lock);
-  write_all(STDOUT_FILENO, s, n);
-  write_all(STDOUT_FILENO, "\n", 1);
+  inflight = json_dumps(msg, JSON_COMPACT | JSON_ENSURE_ASCII);
+  if (inflight != NULL) {
+    write_all(STDOUT_FILENO, inflight, strlen(inflight));
+    write_all(STDOUT_FILENO, "\n", 1);
+  }
+  int failed = inflight == NULL;
+  free(inflight);
+  inflight = NULL;
   pthread_mutex_unlock(&bcd.out_lock);
-  free(s);
+  if (slot >= 0)
+    atomic_store(&roots[slot], NULL);
+  json_decref(msg);
+  if (failed)
+    bcd_log("cannot encode a message");
 }
 
 void bcd_event(const char *name, json_t *fields) {
@@ -233,6 +255,18 @@ int bcd_payload(const json_t *v, char **out, size_t *len) {
         memcpy(b + i * rl, rep, rl);
     *out = b;
     *len = rl * cnt;
+    return 0;
+  }
+  if (!json_is_string(v) && v != NULL) {
+    /* A scalar YAML gave as a number: send str(value), as Python would. */
+    char *t = json_is_true(v)    ? strdup("True")
+              : json_is_false(v) ? strdup("False")
+              : json_is_null(v)  ? strdup("None")
+                                 : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (t == NULL)
+      return -ENOMEM;
+    *out = t;
+    *len = strlen(t);
     return 0;
   }
   const char *s = json_is_string(v) ? json_string_value(v) : "";
