@@ -357,15 +357,20 @@ static int put_stream(bl_queue_t *q, const void *buf, size_t len, uint64_t dl) {
     if (rc) return rc;
     q_begin(sh);
     sh->st.tail += rs;
+    /* Giving the writer token back lets waiting puts start. */
+    int wake_puts = 0;
     if (flags & REC_LAST) {
       sh->st.writer = 0;
       sh->st.writer_item = 0;
       if (sh->joinable) sh->st.unfinished++;
+      wake_puts = sh->st.put_waiters > 0;
+      if (wake_puts) bump(&sh->space_seq);
     }
     int wake = sh->st.get_waiters > 0;
     if (wake) bump(&sh->data_seq);
     q_end(sh);
     wake_getters(sh, wake);
+    if (wake_puts) bl__futex_wake(&sh->space_seq, INT_MAX);
     off += n;
     if (flags & REC_LAST) break;
     flags = 0;
@@ -449,15 +454,20 @@ static int get_stream(q_shared_t *sh, const rec_hdr_t *first, void **out,
     q_begin(sh);
     sh->st.head += rec_size(h.len);
     int last = (h.flags & REC_LAST) != 0;
+    /* Giving the reader token back lets waiting gets start. */
+    int wake_gets = 0;
     if (last) {
       if (sh->st.count) sh->st.count--;
       sh->st.reader = 0;
       sh->st.reader_item = 0;
+      wake_gets = sh->st.get_waiters > 0;
+      if (wake_gets) bump(&sh->data_seq);
     }
     int wake = sh->st.put_waiters > 0;
     if (wake) bump(&sh->space_seq);
     q_end(sh);
     if (wake) bl__futex_wake(&sh->space_seq, INT_MAX);
+    if (wake_gets) bl__futex_wake(&sh->data_seq, INT_MAX);
     if (last) {
       *out = buf;
       *outlen = got;
@@ -492,7 +502,10 @@ int bl_queue_get(bl_queue_t *q, void **out, size_t *outlen, int timeout_ms) {
         q_begin(sh);
         sh->st.head += rec_size(h.len);
         if ((h.flags & REC_LAST) && sh->st.count) sh->st.count--;
+        int wake = sh->st.put_waiters > 0;
+        if (wake) bump(&sh->space_seq);
         q_end(sh);
+        if (wake) bl__futex_wake(&sh->space_seq, INT_MAX);
         continue;
       }
       if (!(h.flags & REC_LAST)) {
