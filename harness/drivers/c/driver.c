@@ -15,7 +15,6 @@
 
 bcd_driver_t bcd = {
     .out_lock = PTHREAD_MUTEX_INITIALIZER,
-    .lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
 /* ---- handles ---- */
@@ -242,6 +241,13 @@ static int read_line(char **buf, size_t *cap, size_t *have, size_t *len) {
 }
 
 int main(void) {
+  /* Recursive: should a pool ever run a job callback in the submitting
+   * thread, it must not deadlock on the lock held around the submission. */
+  pthread_mutexattr_t ma;
+  pthread_mutexattr_init(&ma);
+  pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init(&bcd.lock, &ma);
+  pthread_mutexattr_destroy(&ma);
   bl_offset_clock_init(&bcd.clock);
   bcd_fault_init();
   if (bcd_register_tasks() != 0) {
