@@ -1054,10 +1054,10 @@ static int check_invariants(run_t *r) {
       for (;;) {
         json_t *info = NULL;
         if (pool_info(r, pool, &info)) return STOP;
-        const char *state = arg_str(info, "state", "RUN");
+        bool running = strcmp(arg_str(info, "state", "RUN"), "RUN") == 0;
         size_t n = json_array_size(json_object_get(info, "pids"));
         json_decref(info);
-        if (strcmp(state, "RUN") != 0 || (json_int_t)n == json_integer_value(want)) break;
+        if (!running || (json_int_t)n == json_integer_value(want)) break;
         if (now(r) >= until) {
           char *e = bc_asprintf("pool %s back to %lld workers (invariant pool-size-restored)",
                                 pool, json_integer_value(want));
