@@ -14,18 +14,21 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 
 MODES = ["correct", "wrong-error", "lost-job", "dup-result", "late-limit",
          "leak-child", "garbage", "crash", "hang", "bad-version"]
 
 T0 = time.monotonic()
+LOCK = threading.Lock()  # the reaper thread also writes events
 
 
 def send(obj):
     obj.setdefault("v", 1)
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+    with LOCK:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
 
 
 def event(name, **fields):
@@ -39,6 +42,52 @@ class Fake:
         self.pools = {}
         self.n = 0
         self.commands = 0
+        self.workers = {}   # pid -> pool, for pools created with processes >= 2
+        self.busy = {}      # pid -> job ("sleep" jobs run on a real sleeper process)
+        self.cond = threading.Condition()
+
+    def spawn(self, pool):
+        pid = os.fork()
+        if pid == 0:
+            os.closerange(0, 3)
+            while True:
+                time.sleep(60)
+        self.workers[pid] = pool
+        event("worker.up", pool=pool, pid=pid)
+        return pid
+
+    def reaper(self):
+        """Reports dead workers, fails their job, replaces them (like a pool)."""
+        while True:
+            try:
+                pid, st = os.waitpid(-1, 0)
+            except ChildProcessError:
+                time.sleep(0.05)
+                continue
+            with self.cond:
+                pool = self.workers.pop(pid, None)
+                if pool is None:
+                    continue
+                code = -os.WTERMSIG(st) if os.WIFSIGNALED(st) else os.WEXITSTATUS(st)
+                event("worker.down", pool=pool, pid=pid, exitcode=code)
+                job = self.busy.pop(pid, None)
+                if job:
+                    self.jobs[job] = (False, ("WorkerLostError", "Worker exited prematurely: "
+                                              "signal %d" % -code), None)
+                    event("job.ready", job=job, ok=False)
+                    self.cond.notify_all()
+                if self.pools.get(pool) == "RUN":
+                    self.spawn(pool)
+
+    def teardown(self):
+        with self.cond:
+            for p in self.pools:
+                self.pools[p] = "TERMINATE"
+            for pid in list(self.workers):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while self.workers and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def run_task(self, task, args, time_limit):
         if task == "echo":
@@ -62,6 +111,13 @@ class Fake:
         if name == "pool.new":
             p = a.get("as", "p%d" % len(self.pools))
             self.pools[p] = "RUN"
+            if (a.get("processes") or 1) >= 2 and self.mode == "correct":
+                with self.cond:
+                    pids = [self.spawn(p) for _ in range(a["processes"])]
+                if not hasattr(self, "reaper_thread"):
+                    self.reaper_thread = threading.Thread(target=self.reaper, daemon=True)
+                    self.reaper_thread.start()
+                return {"pool": p, "pids": pids}
             if self.mode == "leak-child":
                 if os.fork() == 0:
                     # A "worker" that outlives the driver, in its process group.
@@ -72,6 +128,15 @@ class Fake:
         if name == "pool.apply_async":
             self.n += 1
             j = a.get("as", "j%d" % self.n)
+            pool = a.get("pool")
+            if a["task"] == "sleep" and any(v == pool for v in self.workers.values()):
+                with self.cond:
+                    idle = [w for w, p in self.workers.items() if p == pool and w not in self.busy]
+                    w = idle[0]
+                    self.busy[w] = j
+                    self.jobs[j] = None  # pending until the worker dies (or forever)
+                event("job.accepted", job=j, pid=w)
+                return {"job": j}
             ok, val = self.run_task(a["task"], a.get("args") or {}, a.get("time_limit"))
             self.jobs[j] = (ok, val, a.get("time_limit"))
             event("job.accepted", job=j, pid=os.getpid())
@@ -84,6 +149,14 @@ class Fake:
             j = a["job"]
             if j not in self.jobs:
                 raise Err("ValueError", "unknown job %s" % j)
+            if self.jobs[j] is None:  # a sleeper job: resolves only when its worker dies
+                with self.cond:
+                    self.cond.wait_for(lambda: self.jobs[j] is not None,
+                                       timeout=a.get("timeout") or 0.01)
+                if self.jobs[j] is None:
+                    if name == "result.get":
+                        raise Err("TimeoutError", "")
+                    return {"ready": False}
             ok, val, tl = self.jobs[j]
             if self.mode == "lost-job":
                 if name == "result.get":
@@ -101,11 +174,20 @@ class Fake:
             raise Err(*val)
         if name in ("pool.close", "pool.terminate"):
             self.pools[a["pool"]] = "CLOSE" if name == "pool.close" else "TERMINATE"
+            if name == "pool.terminate":
+                with self.cond:
+                    for w, p in list(self.workers.items()):
+                        if p == a["pool"]:
+                            os.kill(w, signal.SIGKILL)
             return {}
         if name == "pool.join":
             return {}
         if name == "pool.info":
-            return {"state": self.pools.get(a["pool"], "RUN"), "pids": [os.getpid()], "busy": {}}
+            with self.cond:
+                pids = [w for w, p in self.workers.items() if p == a["pool"]]
+                busy = {str(w): [j] for w, j in self.busy.items() if w in pids}
+            return {"state": self.pools.get(a["pool"], "RUN"), "pids": pids or [os.getpid()],
+                    "busy": busy}
         raise Err("Unsupported", "fake driver has no %s" % name)
 
 
@@ -122,7 +204,8 @@ def main():
     mode = ap.parse_args().mode
     proto = 2 if mode == "bad-version" else 1
     send({"v": proto, "hello": {"port": "fake", "impl": "fake-driver (%s)" % mode,
-                                "protocol": proto, "features": ["pool"],
+                                "protocol": proto,
+                                "features": ["pool", "pool.callbacks.accept", "pool.events.worker"],
                                 "start_methods": ["fork"], "tasks": ["echo", "fail", "sleep"]}})
     fake = Fake(mode)
     for line in sys.stdin:
@@ -141,6 +224,7 @@ def main():
             send({"id": msg["id"], "ok": True, "result": fake.op(msg["op"], msg.get("args") or {})})
         except Err as e:
             send({"id": msg["id"], "ok": False, "error": {"type": e.type, "message": e.message}})
+    fake.teardown()
     return 0
 
 
