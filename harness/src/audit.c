@@ -132,3 +132,16 @@ void bc_audit_shm(const bc_audit_t *a, bc_strv_t *out) {
       bc_strv_push(out, now.v[i]);
   bc_strv_free(&now);
 }
+
+int bc_audit_fd_count(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+  DIR *d = opendir(path);
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}

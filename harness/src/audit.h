@@ -25,6 +25,8 @@ void bc_audit_reap(void);
  * the run has a private /dev/shm). */
 void bc_audit_shm(const bc_audit_t *a, bc_strv_t *out);
 void bc_audit_end(bc_audit_t *a);
+/* Open fds of pid (informational: a driver's fds are its own business), or -1. */
+int bc_audit_fd_count(pid_t pid);
 /* pid's process group, or -1. */
 pid_t bc_pgid_of(pid_t pid);
 

@@ -219,7 +219,7 @@ int bc_report_html(const bc_report_t *r, const char *dir, uint64_t seed) {
     bc_buf_html(&b, str(rec, "scenario"));
     bc_buf_printf(&b, " #%lld (%lld ms)</h3>\n", json_integer_value(json_object_get(rec, "repeat")),
                   json_integer_value(json_object_get(rec, "duration_ms")));
-    const char *keys[] = {"impl", "message", "known_failure", "step", "expected", "got", "audit"};
+    const char *keys[] = {"impl", "message", "known_failure", "step", "expected", "got", "audit", "fds"};
     bc_buf_puts(&b, "<table>");
     for (size_t k = 0; k < BC_ARRAY_SIZE(keys); k++)
       if (*str(rec, keys[k])) {

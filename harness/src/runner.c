@@ -55,6 +55,7 @@ typedef struct run {
   bool teardown;
   char *faketime_path;
   double wall_offset;
+  int fds_at_hello;
   const bc_step_t *cur;
 } run_t;
 
@@ -1092,6 +1093,12 @@ static void audit_fail(run_t *r, const char *exp, const char *got, const char *w
 static void teardown(run_t *r, bc_audit_t *au) {
   r->teardown = true;
   r->cur = NULL;
+  if (!r->drv->exited) {
+    char *fds = bc_asprintf("%d at hello, %d before stdin EOF", r->fds_at_hello,
+                            bc_audit_fd_count(r->drv->pid));
+    json_object_set_new(r->rec, "fds", json_string(fds));
+    free(fds);
+  }
   bc_driver_close_stdin(r->drv);
   double until = now(r) + 5000 * r->o->multiplier;
   while ((!r->drv->exited || !r->drv->out_eof) && now(r) < until) {
@@ -1195,6 +1202,7 @@ static int hello(run_t *r) {
     return STOP;
   }
   r->hello = json_incref(h);
+  r->fds_at_hello = bc_audit_fd_count(r->drv->pid);
   json_decref(m);
   const char *port = json_string_value(json_object_get(h, "port"));
   const char *impl = json_string_value(json_object_get(h, "impl"));
