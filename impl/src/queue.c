@@ -54,7 +54,9 @@ typedef struct q_state {
   uint64_t head, tail;
   uint64_t next_item;
   uint64_t writer, writer_item; /* streaming producer (bl__self_thread) */
+  uint64_t writer_start;        /* tail when the stream began */
   uint64_t reader, reader_item; /* streaming consumer */
+  uint64_t lost_item;           /* its reader died: the writer may stop */
   uint32_t count;               /* items started, not yet taken */
   uint32_t unfinished;          /* JoinableQueue */
   uint32_t put_waiters, get_waiters, join_waiters, pad;
@@ -145,12 +147,43 @@ static void wake_all(q_shared_t *sh) {
 }
 
 /* Locked: end the current stream without its LAST record (the writer died
- * or gave up). Its item no longer counts. */
+ * or gave up). Its item no longer counts. Its records are the newest in the
+ * ring ([writer_start, tail), nothing else is written while the token is
+ * held), so unless a reader is busy with them they are simply cut off: a
+ * full ring of an aborted item must not block the next put. */
 static void abort_writer(q_shared_t *sh) {
   q_begin(sh);
+  if (sh->st.reader_item != sh->st.writer_item)
+    sh->st.tail = sh->st.writer_start > sh->st.head ? sh->st.writer_start
+                                                    : sh->st.head;
   sh->st.writer = 0;
   sh->st.writer_item = 0;
+  sh->st.lost_item = 0;
   if (sh->st.count) sh->st.count--;
+  q_end(sh);
+}
+
+/* Locked: the reader of item x died. Drop x's records at head (all the
+ * ring holds of x; the dead reader had consumed everything before them).
+ * If x's LAST record was not there yet, x is still being written: tell its
+ * writer that nobody will ever read the rest. */
+static void drop_dead_reader(q_shared_t *sh) {
+  uint64_t x = sh->st.reader_item;
+  q_begin(sh);
+  sh->st.reader = 0;
+  sh->st.reader_item = 0;
+  int done = 0;
+  while (!done && sh->st.head < sh->st.tail) {
+    rec_hdr_t h;
+    ring_read(sh, sh->st.head, &h, HDR_SIZE);
+    if (h.item != x) break;
+    sh->st.head += rec_size(h.len);
+    if (h.flags & REC_LAST) {
+      if (sh->st.count) sh->st.count--;
+      done = 1;
+    }
+  }
+  if (!done && sh->st.writer_item == x) sh->st.lost_item = x;
   q_end(sh);
 }
 
@@ -163,11 +196,7 @@ static int reap_tokens(q_shared_t *sh) {
     changed = 1;
   }
   if (sh->st.reader && !bl__who_alive(sh->st.reader)) {
-    /* The reader's item is lost; its remaining records become orphans. */
-    q_begin(sh);
-    sh->st.reader = 0;
-    sh->st.reader_item = 0;
-    q_end(sh);
+    drop_dead_reader(sh);
     changed = 1;
   }
   if (changed) wake_all(sh);
@@ -313,6 +342,7 @@ static int put_stream(bl_queue_t *q, const void *buf, size_t len, uint64_t dl) {
   uint64_t item = sh->st.next_item++;
   sh->st.writer = me;
   sh->st.writer_item = item;
+  sh->st.writer_start = sh->st.tail;
   sh->st.count++;
   q_end(sh);
   /* Chunks: at most a quarter ring each, so a reader can drain one while
@@ -325,6 +355,19 @@ static int put_stream(bl_queue_t *q, const void *buf, size_t len, uint64_t dl) {
     size_t n = len - off;
     if (n > chunk_max) n = (size_t)chunk_max;
     uint64_t rs = rec_size(n);
+    if (sh->st.lost_item == item) {
+      /* Our reader died mid-item: the item was taken (and lost with it);
+       * nobody will read the rest, so stop streaming it. */
+      q_begin(sh);
+      sh->st.writer = 0;
+      sh->st.writer_item = 0;
+      sh->st.lost_item = 0;
+      if (sh->st.count) sh->st.count--;
+      q_end(sh);
+      q_unlock(sh);
+      wake_all(sh);
+      return 0;
+    }
     if (space(sh) < rs) {
       if (check_dead) reap_tokens(sh);
       if (bl__remaining(dl) == 0) {

@@ -559,3 +559,78 @@ Test(queue, fault_shm_creation) {
   cr_expect_eq(t_count_fds(), before);
 #endif
 }
+
+/* A producer killed in the middle of a streamed item: the item is aborted,
+ * its committed chunks are skipped, later items arrive whole. */
+Test(queue, producer_killed_mid_stream_aborts_only_its_item, .timeout = 60) {
+  bl_queue_t *q = new_queue(0, 8192);
+  size_t big = 1u << 20;
+  pid_t pid = t_fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    char *buf = calloc(1, big);
+    bl_queue_put(q, buf, big, -1); /* blocks once the ring is full */
+    t_exit(1);
+  }
+  /* Wait until it is streaming (the ring holds a chunk), then kill it. */
+  while (bl_queue_qsize(q) == 0) usleep(1000); /* no event for "mid-put" */
+  kill(pid, SIGKILL);
+  cr_expect_eq(t_wait_exit(pid), -SIGKILL);
+  cr_expect_eq(bl_queue_put(q, "after", 5, 10000), 0);
+  void *b;
+  size_t l;
+  cr_assert_eq(bl_queue_get(q, &b, &l, 10000), 0);
+  cr_expect_eq(l, 5);
+  cr_expect_eq(memcmp(b, "after", 5), 0);
+  free(b);
+  cr_expect_eq(bl_queue_get(q, &b, &l, 0), BL_EEMPTY);
+  cr_expect_eq(bl_queue_qsize(q), 0);
+  bl_queue_free(&q);
+}
+
+/* A consumer killed while receiving a streamed item: that item is lost, the
+ * producer is not stuck, and the next getter gets the next item whole. */
+Test(queue, consumer_killed_mid_stream_loses_only_its_item, .timeout = 60) {
+  bl_queue_t *q = new_queue(0, 8192);
+  size_t big = 4u << 20;
+  int p[2];
+  cr_assert_eq(bl__pipe(p), 0);
+  pid_t prod = t_fork();
+  cr_assert_geq(prod, 0);
+  if (prod == 0) {
+    char *buf = malloc(sizeof(item_hdr_t) + big);
+    size_t n = make_item(buf, 1, 0, big);
+    if (bl_queue_put(q, buf, n, 30000) != 0) t_exit(1);
+    n = make_item(buf, 1, 1, 10);
+    t_exit(bl_queue_put(q, buf, n, 30000) == 0 ? 0 : 2);
+  }
+  pid_t cons = t_fork();
+  cr_assert_geq(cons, 0);
+  if (cons == 0) {
+    /* Tell the parent once the stream is flowing, then keep reading. */
+    (void)!write(p[1], "x", 1);
+    void *b;
+    size_t l;
+    bl_queue_get(q, &b, &l, -1);
+    t_exit(3);
+  }
+  char c;
+  cr_assert_eq(bl__read_full(p[0], &c, 1), 0);
+  usleep(2000); /* let it get into the item; either way the outcome holds */
+  kill(cons, SIGKILL);
+  int st = t_wait_exit(cons);
+  void *b;
+  size_t l;
+  item_hdr_t h;
+  cr_assert_eq(bl_queue_get(q, &b, &l, 20000), 0);
+  cr_expect(check_item(b, l, &h));
+  if (st == -SIGKILL)
+    cr_expect(h.seq == 1 || h.seq == 0, "seq %u", h.seq); /* 0 if killed before it began */
+  else
+    cr_expect_eq(h.seq, 1); /* the child got item 0 whole, then died in exit */
+  free(b);
+  cr_expect_eq(t_wait_exit(prod), 0);
+  close(p[0]);
+  close(p[1]);
+  bl_queue_free(&q);
+}
