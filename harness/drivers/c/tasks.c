@@ -157,9 +157,19 @@ static int t_exit(bl_task_ctx_t *c, json_t *a) {
   _exit(code);
 }
 
+/* Send ourselves sig. Fault signals get their default action first, as a
+ * Python process has them: sanitizer runtimes install handlers that would
+ * turn the death into exit(1). */
+static void kill_self(int sig) {
+  if (sig <= 0)
+    sig = SIGKILL;
+  if (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL)
+    signal(sig, SIG_DFL);
+  raise(sig);
+}
+
 static int t_kill_self(bl_task_ctx_t *c, json_t *a) {
-  int sig = bcd_signum(json_object_get(a, "signal"));
-  raise(sig > 0 ? sig : SIGKILL);
+  kill_self(bcd_signum(json_object_get(a, "signal")));
   plain_sleep(5000); /* a handled signal may let the task go on */
   return ret(c, json_null());
 }
@@ -281,7 +291,7 @@ static int p_kill_self(const void *arg, size_t len) {
   json_t *a = target_args(arg, len);
   int sig = bcd_signum(json_object_get(a, "signal"));
   json_decref(a);
-  raise(sig > 0 ? sig : SIGKILL);
+  kill_self(sig);
   plain_sleep(5000);
   return 0;
 }
