@@ -219,7 +219,13 @@ static int on_deadline(run_t *r) {
 /* One poll of at most (until - now) ms. 0, or STOP with the outcome set. */
 static int pump(run_t *r, double until) {
   if (drain_lines(r)) return STOP;
-  if (r->drv->out_eof && !r->teardown) {
+  /* A driver whose workers inherited its stdout may exit without an EOF
+   * reaching us: its exit counts too, once the pipe is drained. */
+  if (r->drv->exited && !r->drv->out_eof && !r->teardown) {
+    bc_driver_pump(r->drv, 0);
+    if (drain_lines(r)) return STOP;
+  }
+  if ((r->drv->out_eof || r->drv->exited) && !r->teardown) {
     char *why = exit_reason(r);
     crash(r, "driver closed stdout before the last reply (%s)", why);
     free(why);
@@ -414,12 +420,23 @@ static bool is_name_key(const char *k) {
          !strcmp(k, "name") || !strcmp(k, "pid");
 }
 
-static json_t *prepare_args(run_t *r, const json_t *args) {
+/* "value", "event" and "array" name handles only in their own ops (value.get
+ * {value: v}); elsewhere they are data (queue.put {value: ...}) or an event
+ * name (wait_event {event: ...}). */
+static bool names_handle(const char *op, const char *k) {
+  if (!strcmp(k, "value") || !strcmp(k, "event") || !strcmp(k, "array")) {
+    size_t n = strlen(k);
+    return op && !strncmp(op, k, n) && op[n] == '.';
+  }
+  return is_name_key(k);
+}
+
+static json_t *prepare_args(run_t *r, const char *op, const json_t *args) {
   json_t *a = json_object();
   const char *k;
   json_t *v;
   json_object_foreach((json_t *)args, k, v) {
-    json_t *n = is_name_key(k) ? rename_value(r, v) : json_deep_copy(v);
+    json_t *n = names_handle(op, k) ? rename_value(r, v) : json_deep_copy(v);
     if (!strcmp(k, "pid")) n = resolve_pid(r, n);
     json_object_set_new(a, k, n);
   }
@@ -461,7 +478,7 @@ static int unsupported(run_t *r, const json_t *reply, const char *op) {
 }
 
 static int step_protocol(run_t *r, const bc_step_t *st) {
-  json_t *args = prepare_args(r, st->args), *reply;
+  json_t *args = prepare_args(r, st->op->name, st->args), *reply;
   const char *op = st->op->name;
   if (call(r, op, args, &reply)) {
     json_decref(args);
@@ -956,7 +973,7 @@ static int step_repeat(run_t *r, const bc_step_t *st, const json_t *a) {
 static int run_step(run_t *r, const bc_step_t *st) {
   r->cur = st;
   if (st->op->hop == BC_H_PROTOCOL) return step_protocol(r, st);
-  json_t *a = prepare_args(r, st->args);
+  json_t *a = prepare_args(r, st->op->name, st->args);
   int rc = 0;
   switch (st->op->hop) {
   case BC_H_WAIT_EVENT: rc = step_wait_event(r, a); break;
@@ -1101,10 +1118,13 @@ static void teardown(run_t *r, bc_audit_t *au) {
   }
   bc_driver_close_stdin(r->drv);
   double until = now(r) + 5000 * r->o->multiplier;
-  while ((!r->drv->exited || !r->drv->out_eof) && now(r) < until) {
+  while (!r->drv->exited && now(r) < until) {
     pump(r, until);
     bc_driver_reap(r->drv);
   }
+  /* Its last lines; surviving children may hold stdout open, so briefly. */
+  double drain = now(r) + 100;
+  while (!r->drv->out_eof && now(r) < drain) pump(r, drain);
   drain_lines(r);
   if (!r->drv->exited) {
     set_outcome(r, BC_CRASH, "driver did not exit within %gs of stdin EOF",
