@@ -24,6 +24,7 @@ void bc_report_init(bc_report_t *r, size_t total, bool tap, bool verbose) {
   r->tap = tap;
   r->verbose = verbose;
   r->out = stdout;
+  r->tty = !tap && isatty(fileno(stdout));
   if (tap) fprintf(r->out, "TAP version 13\n1..%zu\n", total);
 }
 
@@ -52,6 +53,7 @@ void bc_report_add(bc_report_t *r, json_t *rec) {
   char *name = rep ? bc_asprintf("%s #%d", str(rec, "scenario"), rep)
                    : bc_xstrdup(str(rec, "scenario"));
   FILE *f = r->out;
+  if (r->tty) fputs("\r\033[K", f); /* clear the counter line */
   if (r->tap) {
     const char *ok = bc_outcome_bad(o) ? "not ok" : "ok";
     fprintf(f, "%s %zu - %s %s", ok, r->done, str(rec, "port"), name);
@@ -85,6 +87,9 @@ void bc_report_add(bc_report_t *r, json_t *rec) {
     }
   }
   free(name);
+  if (r->tty && r->done < r->total)
+    fprintf(f, "[%zu/%zu] %u bad so far...", r->done, r->total,
+            r->counts[BC_FAIL] + r->counts[BC_XPASS] + r->counts[BC_TIMEOUT] + r->counts[BC_CRASH]);
   fflush(f);
 }
 

@@ -13,7 +13,7 @@
 typedef struct bc_report {
   json_t *recs; /* every record, in completion order */
   size_t total, done;
-  bool tap, verbose;
+  bool tap, verbose, tty; /* tty: a live counter line under the progress */
   unsigned counts[BC_OUTCOMES];
   FILE *out;
 } bc_report_t;
