@@ -177,13 +177,13 @@ int bl__sv_spawn(bl_pool_t *p) {
   w->pid = pid;
   w->task_fd = tp[1];
   w->res_fd = rp[0];
+  tp[1] = rp[0] = -1; /* now owned by w */
   w->pidfd = bl__pidfd_open(pid);
   if (w->pidfd < 0) {
     /* Our unreaped child: its pid cannot have been recycled yet. */
     rc = w->pidfd;
     kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-    }
+    bl__waitpid(pid, NULL, 0);
     goto fail;
   }
   bl__set_nonblock(w->task_fd, 1);
@@ -194,8 +194,7 @@ int bl__sv_spawn(bl_pool_t *p) {
   if ((rc = ep_add(p, w->res_fd, EPOLLIN, &w->tag_res)) ||
       (rc = ep_add(p, w->pidfd, EPOLLIN, &w->tag_pid))) {
     bl__pidfd_signal(w->pidfd, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-    }
+    bl__waitpid(pid, NULL, 0);
     epoll_ctl(p->ep, EPOLL_CTL_DEL, w->res_fd, NULL);
     goto fail;
   }
@@ -254,9 +253,9 @@ static void on_worker_exit(bl_pool_t *p, struct bl__worker *w) {
   bl__pool_on_readable(p, w); /* results written before death count */
   bl__sv_close_res(p, w);
   int st = 0, status = 0;
-  pid_t r;
-  do r = waitpid(w->pid, &st, 0);
-  while (r < 0 && errno == EINTR);
+  /* bl__waitpid also forgets the death pipe that stands in for a pidfd
+   * where pidfds are missing (valgrind). */
+  pid_t r = bl__waitpid(w->pid, &st, 0);
   if (r == w->pid) status = WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
   epoll_ctl(p->ep, EPOLL_CTL_DEL, w->pidfd, NULL);
   bl__sv_arm_out(p, w, 0);
