@@ -74,11 +74,13 @@ static const char usage_run[] =
     "Exit status: 1 if any run ended fail, xpass, timeout or crash; 2 on bad input.\n";
 
 static const char usage_list[] =
-    "usage: billiard-conform list [--features] [--filter PATTERN] [PATHS...]\n"
+    "usage: billiard-conform list [--features | --vocabulary] [--filter PATTERN] [PATHS...]\n"
     "\n"
     "Prints the id of every scenario (its path relative to the scenarios directory).\n"
     "  --features        instead print each feature of features.txt with the number of\n"
     "                    scenarios using it; features no scenario uses are flagged\n"
+    "  --vocabulary      instead print every op, task, process target, event, fault\n"
+    "                    class, flag, invariant and top-level key the harness knows\n"
     "  --filter PATTERN  as for run\n"
     "  -h, --help        this help\n";
 
@@ -332,8 +334,25 @@ static int cmd_lint(int argc, char **argv) {
   return rc;
 }
 
+/* The harness's vocabulary, one "kind name" per line (checked against the
+ * docs by selftest/check_vocabulary.py). */
+static void print_vocabulary(void) {
+  const bc_op_t *op;
+  for (unsigned i = 0; (op = bc_op_at(i)); i++)
+    printf("%s %s\n", op->hop == BC_H_PROTOCOL ? "op" : "harness-op", op->name);
+  const struct {
+    const char *kind;
+    const char *const *list;
+  } v[] = {{"task", bc_tasks},           {"target", bc_targets},   {"event", bc_events},
+           {"fault", bc_fault_classes},  {"flag", bc_flags},       {"invariant", bc_invariants},
+           {"key", bc_top_keys}};
+  for (size_t i = 0; i < BC_ARRAY_SIZE(v); i++)
+    for (const char *const *p = v[i].list; *p; p++) printf("%s %s\n", v[i].kind, *p);
+}
+
 static int cmd_list(int argc, char **argv) {
   static const struct option lo[] = {{"features", no_argument, NULL, 'F'},
+                                     {"vocabulary", no_argument, NULL, 'V'},
                                      {"filter", required_argument, NULL, 'f'},
                                      {"help", no_argument, NULL, 'h'},
                                      {0, 0, 0, 0}};
@@ -344,6 +363,7 @@ static int cmd_list(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
     switch (c) {
     case 'F': features = true; break;
+    case 'V': print_vocabulary(); return 0;
     case 'f': filter = optarg; break;
     case 'h': fputs(usage_list, stdout); return 0;
     default: fputs(usage_list, stderr); return 2;
