@@ -1192,7 +1192,11 @@ static int hello(run_t *r) {
   double until = now(r) + 10000 * r->o->multiplier;
   char *line = NULL;
   while (!(line = bc_driver_take_line(r->drv))) {
-    if (r->drv->out_eof) {
+    if (r->drv->exited && !r->drv->out_eof) { /* children may hold stdout open */
+      bc_driver_pump(r->drv, 0);
+      if ((line = bc_driver_take_line(r->drv))) break;
+    }
+    if (r->drv->out_eof || r->drv->exited) {
       char *why = exit_reason(r);
       crash(r, "driver closed stdout before its hello (%s)", why);
       free(why);
