@@ -378,6 +378,8 @@ Test(pool_basic, state_errors) {
   bl_pool_t *p = t_pool(1, 1);
   cr_assert_not_null(p);
   cr_expect_eq(bl_pool_state(p), BL_POOL_RUN);
+  cr_expect_eq(bl_pool_maintain_pool(p), 0);
+  cr_expect_eq(bl_pool_error(p, NULL), 0);
   cr_expect_eq(bl_pool_join(p, 0), BL_ESTATE);
   cr_expect_eq(bl_pool_apply_async(p, "nope", NULL, 0, NULL, NULL), BL_ENOTFOUND);
   cr_expect_eq(bl_pool_close(p), 0);

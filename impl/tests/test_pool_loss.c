@@ -199,6 +199,7 @@ Test(pool_loss, crashing_initializer_trips_restart_limiter) {
     cr_expect_eq(rc, BL_ENOTRUNNING); /* broke before the submit */
   }
   cr_expect_eq(bl_pool_join(p, 30000), BL_ERESTARTFREQ);
+  cr_expect_eq(bl_pool_maintain_pool(p), BL_ERESTARTFREQ);
   cr_expect_eq(bl_pool_state(p), BL_POOL_BROKEN);
   cr_expect_eq(bl_pool_apply_async(p, "noop", NULL, 0, NULL, NULL), BL_ENOTRUNNING);
   bl_error_info_t info = {0};

@@ -152,3 +152,38 @@ Test(pool_shutdown, free_without_close_terminates) {
   bl_result_free(&r);
   cr_expect(no_children());
 }
+
+/* on_process_exit runs in each worker before a normal exit; it reports
+ * through a pipe the workers inherited. */
+static void exit_report(pid_t pid, int code, void *u) {
+  int fd = *(int *)u;
+  int32_t rec[2] = {(int32_t)pid, code};
+  if (write(fd, rec, sizeof rec) != (ssize_t)sizeof rec) _exit(3);
+}
+
+Test(pool_shutdown, on_process_exit_runs_in_worker) {
+  int fds[2];
+  cr_assert_eq(pipe(fds), 0);
+  bl_pool_options_t o;
+  bl_pool_options_init(&o);
+  o.processes = 2;
+  o.on_process_exit = exit_report;
+  o.user = &fds[1];
+  bl_pool_t *p = NULL;
+  cr_assert_eq(bl_pool_new(&p, &o), 0);
+  pid_t pids[2];
+  cr_assert_eq(bl_pool_pids(p, pids, 2), 2);
+  cr_assert_eq(bl_pool_close(p), 0);
+  cr_assert_eq(bl_pool_join(p, 30000), 0);
+  close(fds[1]);
+  int32_t rec[2];
+  int n = 0;
+  while (read(fds[0], rec, sizeof rec) == (ssize_t)sizeof rec) {
+    cr_expect(rec[0] == pids[0] || rec[0] == pids[1]);
+    cr_expect_eq(rec[1], 0);
+    n++;
+  }
+  cr_expect_eq(n, 2);
+  close(fds[0]);
+  bl_pool_free(&p);
+}
