@@ -148,7 +148,7 @@ static void handle_line(const char *line, size_t len) {
 
 /* ---- hello ---- */
 static const char *const base_features[] = {
-    "pool", "pool.apply", "pool.apply_async", "pool.map",
+    "pool", "pool.threads", "pool.apply", "pool.apply_async", "pool.map",
     "pool.imap", "pool.imap_unordered", "pool.starmap", "pool.callbacks",
     "pool.callbacks.accept", "pool.callbacks.timeout", "pool.events.worker",
     "pool.initializer", "pool.maxtasksperchild", "pool.max_memory_per_child",

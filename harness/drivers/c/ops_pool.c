@@ -1,7 +1,8 @@
 /* ops_pool.c: pool.*, result.* and iter.* ops, and the pool's events.
  *
- * Every pool runs with a supervisor thread (threads=true): its callbacks
- * arrive on that thread and only touch job records under bcd.lock. A job
+ * A pool's callbacks arrive on its supervisor thread (or, threads=false,
+ * on the driver's stepping thread) and only touch job records under
+ * bcd.lock. A job
  * record exists before its submission (it is the callbacks' user pointer);
  * the submission itself runs under bcd.lock so that on_timeout_set, which
  * only knows the job id, always finds the record registered. */
@@ -9,6 +10,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,12 @@ typedef struct bcd_iter {
 typedef struct pool_rec {
   bcd_pool_t p;
   char *initarg;
+  /* threads=false: the pool has no supervisor thread and the caller drives
+   * it. The harness issues no call while it waits for events, so the
+   * driver is that caller: a thread of its own steps the pool. */
+  int stepper;
+  pthread_t th;
+  atomic_int stop;
 } pool_rec_t;
 
 /* ---- values ---- */
@@ -155,8 +163,19 @@ static void on_accept(bl_result_t *r, pid_t pid, void *user) {
 }
 
 /* ---- records ---- */
+static void *step_main(void *arg) {
+  pool_rec_t *r = arg;
+  while (!atomic_load(&r->stop))
+    bl_pool_step(r->p.pool, 50); /* BL_ERESTARTFREQ: on_pool_error told */
+  return NULL;
+}
+
 static void pool_destroy(void *o) {
   pool_rec_t *r = o;
+  if (r->stepper) {
+    atomic_store(&r->stop, 1);
+    pthread_join(r->th, NULL);
+  }
   bl_pool_free(&r->p.pool);
   free(r->initarg);
   free(r);
@@ -185,11 +204,9 @@ static json_t *pids_json(bl_pool_t *pool) {
 }
 
 static json_t *op_pool_new(json_t *a, bcd_err_t *e) {
-  if (bcd_has(a, "threads") && !bcd_bool(a, "threads", 1))
-    return bcd_unsupported(e, "threads=false: the C driver only drives "
-                              "pools with a supervisor thread");
   bl_pool_options_t o;
   bl_pool_options_init(&o);
+  o.threads = bcd_bool(a, "threads", 1);
   if (bcd_has(a, "processes")) {
     double n = bcd_num(a, "processes", 0);
     if (n < 0)
@@ -247,6 +264,16 @@ static json_t *op_pool_new(json_t *a, bcd_err_t *e) {
     if (rc == -EINVAL)
       return bcd_fail(e, "ValueError", "invalid pool options");
     return bcd_fail_rc(e, rc, NULL, "pool.new");
+  }
+  if (!o.threads) {
+    rec->stepper = pthread_create(&rec->th, NULL, step_main, rec) == 0;
+    if (!rec->stepper) {
+      bl_pool_free(&rec->p.pool);
+      free(rec->initarg);
+      free(rec);
+      free(name);
+      return bcd_fail(e, "OSError", "cannot start the stepping thread");
+    }
   }
   bcd_add(name, BCD_POOL, rec, pool_destroy);
   bcd.npools++;

@@ -137,6 +137,20 @@ def main():
     m = d.cmd('pool.apply_async', pool='p', task='noop')
     assert not m['ok'] and m['error']['type'] == 'ValueError', m
 
+    # threads=false: the driver steps the pool itself; events still flow
+    d.ok('pool.new', processes=1, threads=False, **{'as': 'q'})
+    d.ok('pool.apply_async', pool='q', task='sleep_echo',
+         args={'seconds': 30, 'value': 1}, **{'as': 'qj'})
+    acc = d.wait_event('job.accepted', job='qj')
+    os.kill(acc['pid'], signal.SIGKILL)
+    m = d.cmd('result.get', job='qj', timeout=10)
+    assert not m['ok'] and m['error']['type'] == 'WorkerLostError', m
+    d.wait_event('worker.down', pool='q', pid=acc['pid'])
+    assert d.ok('pool.apply', pool='q', task='add', args={'a': 2, 'b': 3},
+                timeout=10) == {'value': 5}
+    d.ok('pool.close', pool='q')
+    d.ok('pool.join', pool='q', timeout=10)
+
     # a pipe and a process target
     d.ok('pipe.new', duplex=False, **{'as': 'x'})
     d.ok('process.start', target='conn_send',
