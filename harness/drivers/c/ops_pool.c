@@ -209,7 +209,9 @@ static json_t *op_pool_new(json_t *a, bcd_err_t *e) {
   o.threads = bcd_bool(a, "threads", 1);
   if (bcd_has(a, "processes")) {
     double n = bcd_num(a, "processes", 0);
-    if (n < 0)
+    /* The C API reads 0 as "online CPUs" (the omitted default); an explicit
+     * 0 cannot be passed through, and a pool of no worker is refused. */
+    if (n < 1)
       return bcd_fail(e, "ValueError", "Number of processes must be at least 1");
     o.processes = (unsigned)n;
   }
