@@ -37,7 +37,16 @@ void bc_audit_begin(bc_audit_t *a) {
 void bc_audit_end(bc_audit_t *a) { bc_strv_free(&a->shm_before); }
 
 /* Field 5 of /proc/PID/stat is pgrp, field 3 the state; comm may hold spaces. */
+static int read_stat2(pid_t pid, char *state, pid_t *ppid, pid_t *pgrp, char *comm,
+                      size_t commlen);
+
 static int read_stat(pid_t pid, char *state, pid_t *pgrp, char *comm, size_t commlen) {
+  pid_t pp;
+  return read_stat2(pid, state, &pp, pgrp, comm, commlen);
+}
+
+static int read_stat2(pid_t pid, char *state, pid_t *ppid, pid_t *pgrp, char *comm,
+                      size_t commlen) {
   char path[64], buf[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   FILE *f = fopen(path, "re");
@@ -48,9 +57,10 @@ static int read_stat(pid_t pid, char *state, pid_t *pgrp, char *comm, size_t com
   char *l = strchr(buf, '('), *r = strrchr(buf, ')');
   if (!l || !r) return -1;
   if (comm) snprintf(comm, commlen, "%.*s", (int)(r - l - 1), l + 1);
-  int pg;
-  if (sscanf(r + 1, " %c %*d %d", state, &pg) != 2) return -1;
+  int pg, pp;
+  if (sscanf(r + 1, " %c %d %d", state, &pp, &pg) != 3) return -1;
   *pgrp = pg;
+  *ppid = pp;
   return 0;
 }
 
@@ -69,9 +79,11 @@ void bc_audit_group(pid_t pgid, bc_strv_t *out) {
     long pid = strtol(e->d_name, &end, 10);
     if (*end || pid <= 0) continue;
     char st, comm[64];
-    pid_t pg;
-    if (read_stat((pid_t)pid, &st, &pg, comm, sizeof comm) == 0 && pg == pgid && st != 'Z' &&
-        st != 'X')
+    pid_t pg, pp;
+    /* Our own children count too: as subreaper we inherit orphans, also
+     * those that left the driver's group (setsid, setpgid). */
+    if (read_stat2((pid_t)pid, &st, &pp, &pg, comm, sizeof comm) == 0 &&
+        (pg == pgid || pp == getpid()) && st != 'Z' && st != 'X')
       bc_strv_push_owned(out, bc_asprintf("%ld (%s)", pid, comm));
   }
   closedir(d);

@@ -17,7 +17,9 @@ typedef struct bc_audit {
   bc_strv_t shm_before;
 } bc_audit_t;
 void bc_audit_begin(bc_audit_t *a);
-/* Live (non-zombie) processes whose process group is pgid, as "PID (comm)". */
+/* Live (non-zombie) processes whose process group is pgid, or that are our
+ * children (orphans we inherited as subreaper), as "PID (comm)". Call it
+ * after the driver (our only direct child) was reaped. */
 void bc_audit_group(pid_t pgid, bc_strv_t *out);
 /* Reaps any exited children (we are their subreaper). */
 void bc_audit_reap(void);

@@ -251,7 +251,7 @@ void bc_driver_free(bc_driver_t **dp) {
   if (!d) return;
   if (!bc_driver_reap(d)) {
     bc_driver_signal_group(d, SIGKILL);
-    int st;
+    int st = 0;
     while (waitpid(d->pid, &st, 0) < 0 && errno == EINTR) {
     }
     d->exited = true;

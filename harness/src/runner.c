@@ -1130,6 +1130,9 @@ static void teardown(run_t *r, bc_audit_t *au) {
     set_outcome(r, BC_CRASH, "driver did not exit within %gs of stdin EOF",
                 5 * r->o->multiplier);
     bc_driver_signal_group(r->drv, SIGKILL);
+    /* Reap it before the audit, which reaps any child of ours. */
+    double kill_until = bc_now_ms() + 2000;
+    while (!bc_driver_reap(r->drv) && bc_now_ms() < kill_until) bc_driver_pump(r->drv, 20);
   } else if (!WIFEXITED(r->drv->status) || WEXITSTATUS(r->drv->status) != 0) {
     char *s = bc_driver_status_str(r->drv->status);
     set_outcome(r, BC_CRASH, "driver %s (expected exit 0 at stdin EOF)", s);
@@ -1153,6 +1156,8 @@ static void teardown(run_t *r, bc_audit_t *au) {
                "leaked process(es) after the driver exited");
     bc_buf_free(&b);
     bc_driver_signal_group(r->drv, SIGKILL);
+    for (size_t i = 0; i < left.n; i++) /* those that left the group are our children */
+      kill((pid_t)strtol(left.v[i], NULL, 10), SIGKILL);
     double until2 = bc_now_ms() + 1000;
     do {
       bc_audit_reap();
