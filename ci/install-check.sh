@@ -15,6 +15,9 @@ command -v "$cc" >/dev/null 2>&1 || { echo "SKIP: no C compiler"; exit 77; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bl-install.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT INT TERM
 root=$tmp/root
+# A coverage build's library would write .gcda files into BUILD_DIR.
+GCOV_PREFIX=$tmp/gcov
+export GCOV_PREFIX
 fail() { echo "FAIL: $*"; exit 1; }
 
 # --no-rebuild: meson test has already built everything; a rebuild here
@@ -28,12 +31,23 @@ for h in billiard.h process.h connection.h; do
   [ -n "$(find "$root" -path "*/include/billiard/$h")" ] || fail "header $h not installed"
 done
 
-# Only the temp tree: no system or build-dir paths may leak in.
+# The temp tree first (system .pc files stay visible for Requires.private,
+# e.g. libfiu in a fault-injection build); the sysroot maps the installed
+# prefix into it.
 PKG_CONFIG_PATH=$(dirname "$pc")
-PKG_CONFIG_LIBDIR=$PKG_CONFIG_PATH
 PKG_CONFIG_SYSROOT_DIR=$root
-export PKG_CONFIG_PATH PKG_CONFIG_LIBDIR PKG_CONFIG_SYSROOT_DIR
+export PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
 cflags=$(pkg-config --cflags libbilliard) || fail "pkg-config --cflags"
+# A sanitizer or coverage build's library needs the same runtime in the
+# program that links it.
+extra=$(meson introspect --buildoptions "$build" 2>/dev/null | python3 -c '
+import json, sys
+o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
+f = []
+if o.get("b_sanitize", "none") != "none": f.append("-fsanitize=" + o["b_sanitize"])
+if o.get("b_coverage"): f.append("--coverage")
+print(" ".join(f))') || extra=""
+cflags="$cflags $extra"
 libs=$(pkg-config --libs libbilliard) || fail "pkg-config --libs"
 case "$cflags $libs" in *"$root"*) ;; *) fail "pkg-config flags do not point into DESTDIR: $cflags $libs" ;; esac
 libdir=$(pkg-config --variable=libdir libbilliard)
@@ -86,7 +100,7 @@ cat >"$tmp/atexit.c" <<'C'
 #include <billiard/billiard.h>
 #include <signal.h>
 #include <stdio.h>
-#include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 static bl_conn_t *rx, *tx;
@@ -120,6 +134,10 @@ int main(void) {
     return 1;
   printf("parent: daemon %s is up\n", bl_process_name(p));
   fflush(stdout);
+  free(m);
+  bl_process_free(&p); /* still running: the process set keeps it */
+  bl_conn_free(&rx);
+  bl_conn_free(&tx);
   return 0; /* exit() runs the teardown */
 }
 C
