@@ -214,7 +214,8 @@ static void on_ack(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
   bl__restart_reset(&p->rs);
   atomic_store(&r->pid, (int)w->pid);
   if (++r->nacked >= r->nchunks) atomic_store(&r->accepted, 1);
-  if (r->ao.accept_callback) bl__pool_defer(p, BL__DEF_ACCEPT, r, w->pid, 0);
+  if (r->ao.accept_callback && !u->cancelled)
+    bl__pool_defer(p, BL__DEF_ACCEPT, r, w->pid, 0);
   if (r->soft_ms || r->hard_ms) {
     bl__tl_start(&w->tl, bl__pool_now(p), r->soft_ms, r->hard_ms);
     if (r->kind == BL__JOB_APPLY && p->o.on_timeout_set && !r->timeout_set) {
@@ -223,11 +224,6 @@ static void on_ack(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
     }
   } else {
     bl__tl_stop(&w->tl);
-  }
-  if (r->term_sig && !w->doomed) { /* terminate_job asked before it started */
-    w->term_unit = u;
-    w->term_sig = r->term_sig;
-    bl__sv_signal(p, w, r->term_sig);
   }
 }
 
@@ -957,13 +953,14 @@ BL_API int bl_pool_terminate_job(bl_pool_t *pool, bl_result_t *r, int sig) {
   if (!atomic_load(&r->ready)) {
     char msg[16];
     snprintf(msg, sizeof msg, "%d", sig);
-    r->term_sig = sig;
     for (size_t c = 0; c < r->nchunks; c++) {
       struct bl__unit *u = &r->units[c];
-      if (u->state == BL__U_QUEUED) {
+      if (u->state == BL__U_QUEUED || u->state == BL__U_SENT) {
+        /* Not started. A unit already in a worker's pipe still runs there
+         * (the worker cannot be told), but its outcome is discarded. */
         u->cancelled = 1;
         bl__pool_fail_unit(pool, u, BL_ETERMINATED, NULL, msg);
-      } else if (u->state == BL__U_ACKED) {
+      } else if (u->state == BL__U_ACKED && !u->cancelled) {
         for (size_t i = 0; i < pool->nw; i++) {
           struct bl__worker *w = pool->w[i];
           if (w->running != u) continue;

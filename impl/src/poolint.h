@@ -62,7 +62,6 @@ struct bl_result {
   atomic_int pid;              /* read without the lock */
   atomic_int accepted;
   int timeout_set;            /* on_timeout_set fired: cancel due */
-  int term_sig;               /* terminate_job asked while SENT */
   uint32_t soft_ms, hard_ms;  /* effective limits */
   bl_apply_options_t ao;
   /* apply jobs keep their one unit/item/buffers inline (one malloc) */

@@ -134,6 +134,9 @@ int bl__sv_spawn(bl_pool_t *p) {
   }
   struct bl__worker *w = calloc(1, sizeof *w);
   if (!w) return -ENOMEM;
+  /* Reachable from the pool even in a child killed before it is listed
+   * (valgrind would call it lost). */
+  p->w[p->nw] = w;
   w->pidfd = w->task_fd = w->res_fd = -1;
   w->kill_at = BL__TL_NEVER;
   bl__tl_stop(&w->tl);

@@ -210,7 +210,8 @@ BL_API int bl_pool_error(bl_pool_t *pool, bl_error_info_t *info);
 
 /* ---- jobs and workers ---- */
 /* Terminate the job behind r with signal sig (0 = SIGTERM). Not yet started:
- * it resolves at once with BL_ETERMINATED. Running: its worker gets sig and
+ * it resolves at once with BL_ETERMINATED (if it already sits in a worker's
+ * pipe it still runs there, its outcome discarded). Running: its worker gets sig and
  * the job fails with BL_ETERMINATED (message: the signal number, as
  * billiard's str(Terminated(9)) = '9') when the worker is reaped; the
  * worker is replaced. Already resolved: 0, nothing happens. */
