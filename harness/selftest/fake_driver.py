@@ -201,9 +201,11 @@ class Err(Exception):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=MODES, default=os.environ.get("BC_FAKE_MODE", "correct"))
-    mode = ap.parse_args().mode
+    ap.add_argument("--port-name", default="fake")
+    opts = ap.parse_args()
+    mode = opts.mode
     proto = 2 if mode == "bad-version" else 1
-    send({"v": proto, "hello": {"port": "fake", "impl": "fake-driver (%s)" % mode,
+    send({"v": proto, "hello": {"port": opts.port_name, "impl": "fake-driver (%s)" % mode,
                                 "protocol": proto,
                                 "features": ["pool", "pool.callbacks.accept", "pool.events.worker"],
                                 "start_methods": ["fork"], "tasks": ["echo", "fail", "sleep"]}})
