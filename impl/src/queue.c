@@ -417,6 +417,7 @@ static int put_stream(bl_queue_t *q, const void *buf, size_t len, uint64_t dl) {
     off += n;
     if (flags & REC_LAST) break;
     flags = 0;
+    BL_FAULT_CRASH("queue/put/mid-stream"); /* dies holding the writer token */
   }
   q_unlock(sh);
   return 0;
@@ -516,6 +517,7 @@ static int get_stream(q_shared_t *sh, const rec_hdr_t *first, void **out,
       *outlen = got;
       return 1;
     }
+    BL_FAULT_CRASH("queue/get/mid-stream"); /* dies holding the reader token */
     rc = next_chunk(sh, item, &h);
     if (rc < 0) {
       free(buf);

@@ -634,3 +634,89 @@ Test(queue, consumer_killed_mid_stream_loses_only_its_item, .timeout = 60) {
   close(p[1]);
   bl_queue_free(&q);
 }
+
+Test(queue, put_timing_out_mid_stream_aborts_and_frees_the_ring) {
+  bl_queue_t *q = new_queue(0, 8192);
+  size_t big = 1u << 20;
+  char *buf = calloc(1, big);
+  cr_assert_not_null(buf);
+  /* Nobody reads: the ring fills, the put gives up and cuts its chunks off. */
+  cr_expect_eq(bl_queue_put(q, buf, big, 50), BL_EFULL);
+  cr_expect_eq(bl_queue_qsize(q), 0);
+  free(buf);
+  char blk[1500] = {1};
+  cr_expect_eq(bl_queue_put_nowait(q, blk, sizeof blk), 0);
+  void *b;
+  size_t l;
+  cr_assert_eq(bl_queue_get(q, &b, &l, 0), 0);
+  cr_expect_eq(l, sizeof blk);
+  free(b);
+  cr_expect_eq(bl_queue_get(q, &b, &l, 0), BL_EEMPTY);
+  bl_queue_free(&q);
+}
+
+Test(queue, fault_producer_dies_mid_stream_while_reader_assembles) {
+  FI_SETUP();
+#ifdef FIU_ENABLE
+  bl_queue_t *q = new_queue(0, 8192);
+  pid_t pid = t_fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    fiu_enable("queue/put/mid-stream", 1, NULL, FIU_ONETIME);
+    char *buf = calloc(1, 1u << 20);
+    bl_queue_put(q, buf, 1u << 20, -1);
+    t_exit(1);
+  }
+  cr_expect_eq(t_wait_exit(pid), -SIGKILL);
+  /* The ring holds the first chunk; we start assembling, then learn the
+   * writer is dead: the item is dropped and the queue is empty. */
+  void *b;
+  size_t l;
+  cr_expect_eq(bl_queue_get(q, &b, &l, 300), BL_EEMPTY);
+  cr_expect_eq(bl_queue_qsize(q), 0);
+  cr_assert_eq(bl_queue_put(q, "ok", 2, 0), 0);
+  cr_assert_eq(bl_queue_get(q, &b, &l, 0), 0);
+  cr_expect_eq(l, 2);
+  free(b);
+  bl_queue_free(&q);
+#endif
+}
+
+Test(queue, fault_consumer_dies_mid_stream_producer_stops) {
+  FI_SETUP();
+#ifdef FIU_ENABLE
+  bl_queue_t *q = new_queue(0, 8192);
+  pid_t cons = t_fork();
+  cr_assert_geq(cons, 0);
+  if (cons == 0) {
+    fiu_enable("queue/get/mid-stream", 1, NULL, FIU_ONETIME);
+    void *b;
+    size_t l;
+    bl_queue_get(q, &b, &l, -1);
+    t_exit(1);
+  }
+  pid_t prod = t_fork();
+  cr_assert_geq(prod, 0);
+  if (prod == 0) {
+    size_t big = 4u << 20;
+    char *buf = malloc(sizeof(item_hdr_t) + big);
+    size_t n = make_item(buf, 1, 0, big);
+    /* The taker dies after one chunk: the put still succeeds (the item was
+     * taken) instead of waiting for a reader that will never come. */
+    if (bl_queue_put(q, buf, n, 30000) != 0) t_exit(1);
+    n = make_item(buf, 1, 1, 10);
+    t_exit(bl_queue_put(q, buf, n, 30000) == 0 ? 0 : 2);
+  }
+  cr_expect_eq(t_wait_exit(cons), -SIGKILL);
+  cr_expect_eq(t_wait_exit(prod), 0);
+  void *b;
+  size_t l;
+  item_hdr_t h;
+  cr_assert_eq(bl_queue_get(q, &b, &l, 10000), 0);
+  cr_expect(check_item(b, l, &h));
+  cr_expect_eq(h.seq, 1);
+  free(b);
+  cr_expect_eq(bl_queue_qsize(q), 0);
+  bl_queue_free(&q);
+#endif
+}
