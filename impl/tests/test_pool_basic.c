@@ -489,3 +489,42 @@ Test(pool_basic, many_small_jobs_all_resolve) {
   free(r);
   bl_pool_free(&p);
 }
+
+struct sub {
+  bl_pool_t *p;
+  int n, bad;
+};
+static void *submitter(void *arg) {
+  struct sub *s = arg;
+  for (int i = 0; i < s->n; i++) {
+    bl_result_t *r = NULL;
+    int rc;
+    if (t_apply_int(s->p, "square", i % 100, NULL, &r) != 0 ||
+        t_get_int(r, &rc) != (i % 100) * (i % 100))
+      s->bad++;
+    bl_result_free(&r);
+  }
+  return NULL;
+}
+
+static void concurrent(int threads_mode) {
+  bl_pool_t *p = t_pool(2, threads_mode);
+  cr_assert_not_null(p);
+  enum { T = 4 };
+  pthread_t th[T];
+  struct sub s[T];
+  for (int i = 0; i < T; i++) {
+    s[i] = (struct sub){p, t_under_valgrind() ? 20 : 2000, 0};
+    cr_assert_eq(pthread_create(&th[i], NULL, submitter, &s[i]), 0);
+  }
+  for (int i = 0; i < T; i++) {
+    pthread_join(th[i], NULL);
+    cr_expect_eq(s[i].bad, 0, "thread %d", i);
+  }
+  bl_pool_free(&p);
+}
+
+/* Several threads submit and block at once; with threads = 0 they take
+ * turns driving the pool. */
+Test(pool_basic, concurrent_submitters_threads) { concurrent(1); }
+Test(pool_basic, concurrent_submitters_no_threads) { concurrent(0); }
