@@ -43,6 +43,17 @@ static void indent(FILE *f, const char *prefix, const char *text) {
   }
 }
 
+/* "label: text", continuation lines of a multi-line text indented. */
+static void labelled(FILE *f, const char *prefix, const char *label, const char *text) {
+  size_t n = strcspn(text, "\n");
+  fprintf(f, "%s%s: %.*s\n", prefix, label, (int)n, text);
+  if (text[n]) {
+    char *pp = bc_asprintf("%s    ", prefix);
+    indent(f, pp, text + n + 1);
+    free(pp);
+  }
+}
+
 void bc_report_add(bc_report_t *r, json_t *rec) {
   json_array_append(r->recs, rec);
   r->done++;
@@ -75,9 +86,9 @@ void bc_report_add(bc_report_t *r, json_t *rec) {
     const char *p = r->tap ? "#   " : "    ";
     if (*str(rec, "step"))
       fprintf(f, "%sat %s (%s)\n", p, str(rec, "step"), str(rec, "op"));
-    fprintf(f, "%s%s: %s\n", p, bc_outcome_name(o), str(rec, "message"));
-    if (*str(rec, "expected")) fprintf(f, "%sexpected: %s\n", p, str(rec, "expected"));
-    if (*str(rec, "got")) fprintf(f, "%sgot:      %s\n", p, str(rec, "got"));
+    labelled(f, p, bc_outcome_name(o), str(rec, "message"));
+    if (*str(rec, "expected")) labelled(f, p, "expected", str(rec, "expected"));
+    if (*str(rec, "got")) labelled(f, p, "got     ", str(rec, "got"));
     if (*str(rec, "audit")) fprintf(f, "%salso (leak audit): %s\n", p, str(rec, "audit"));
     if (*str(rec, "stderr")) {
       fprintf(f, "%sdriver stderr (tail):\n", p);
