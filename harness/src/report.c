@@ -43,10 +43,10 @@ static void indent(FILE *f, const char *prefix, const char *text) {
   }
 }
 
-/* "label: text", continuation lines of a multi-line text indented. */
+/* "label text", continuation lines of a multi-line text indented. */
 static void labelled(FILE *f, const char *prefix, const char *label, const char *text) {
   size_t n = strcspn(text, "\n");
-  fprintf(f, "%s%s: %.*s\n", prefix, label, (int)n, text);
+  fprintf(f, "%s%s %.*s\n", prefix, label, (int)n, text);
   if (text[n]) {
     char *pp = bc_asprintf("%s    ", prefix);
     indent(f, pp, text + n + 1);
@@ -86,9 +86,11 @@ void bc_report_add(bc_report_t *r, json_t *rec) {
     const char *p = r->tap ? "#   " : "    ";
     if (*str(rec, "step"))
       fprintf(f, "%sat %s (%s)\n", p, str(rec, "step"), str(rec, "op"));
-    labelled(f, p, bc_outcome_name(o), str(rec, "message"));
-    if (*str(rec, "expected")) labelled(f, p, "expected", str(rec, "expected"));
-    if (*str(rec, "got")) labelled(f, p, "got     ", str(rec, "got"));
+    char *lab = bc_asprintf("%s:", bc_outcome_name(o));
+    labelled(f, p, lab, str(rec, "message"));
+    free(lab);
+    if (*str(rec, "expected")) labelled(f, p, "expected:", str(rec, "expected"));
+    if (*str(rec, "got")) labelled(f, p, "got:     ", str(rec, "got"));
     if (*str(rec, "audit")) fprintf(f, "%salso (leak audit): %s\n", p, str(rec, "audit"));
     if (*str(rec, "stderr")) {
       fprintf(f, "%sdriver stderr (tail):\n", p);
