@@ -75,7 +75,9 @@ static int steal_if_dead(bl_lock_t *l, uint32_t w, pid_t me) {
 
 static int lock_slow(bl_lock_t *l, pid_t me, int timeout_ms) {
   uint64_t dl = bl__deadline(timeout_ms);
-  int check_dead = 1;
+  /* Liveness costs a /proc read: check after a slice of waiting, or when
+   * about to give up, not on every contended acquire. */
+  int check_dead = 0;
   for (;;) {
     uint32_t w = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
     if (w == 0) {
@@ -87,8 +89,9 @@ static int lock_slow(bl_lock_t *l, pid_t me, int timeout_ms) {
         return 0;
       continue;
     }
-    if (check_dead && steal_if_dead(l, w, me)) return BL_EOWNERDEAD;
     int64_t rem = bl__remaining(dl);
+    if ((check_dead || rem == 0) && steal_if_dead(l, w, me))
+      return BL_EOWNERDEAD;
     if (rem == 0) return BL_ETIMEOUT;
     if (!(w & BL__LOCK_WAITERS)) {
       uint32_t ww = w | BL__LOCK_WAITERS;
@@ -247,7 +250,7 @@ int bl_semaphore_acquire(bl_semaphore_t *s, int timeout_ms) {
   uint64_t me = bl__self_process();
   int rc = sem_lock(s);
   if (rc) return rc;
-  int check_dead = 1;
+  int check_dead = 0;
   for (;;) {
     if (s->st.value > 0) {
       sem_begin(s);
@@ -276,7 +279,7 @@ int bl_semaphore_acquire(bl_semaphore_t *s, int timeout_ms) {
       bl__robust_unlock(&s->r);
       return dead ? BL_EOWNERDEAD : 0;
     }
-    if (check_dead && sem_reclaim(s)) continue;
+    if ((check_dead || bl__remaining(dl) == 0) && sem_reclaim(s)) continue;
     int64_t rem = bl__remaining(dl);
     if (rem == 0) {
       bl__robust_unlock(&s->r);
