@@ -426,6 +426,7 @@ static int put_stream(bl_queue_t *q, const void *buf, size_t len, uint64_t dl) {
 int bl_queue_put(bl_queue_t *q, const void *buf, size_t len, int timeout_ms) {
   BL_VALIDATE(q != NULL, -EINVAL);
   BL_VALIDATE(buf != NULL || len == 0, -EINVAL);
+  BL_VALIDATE(len <= SIZE_MAX / 2, -EINVAL); /* record sizes cannot wrap */
   if (q->closed) return BL_ESTATE;
   if (!buf) buf = "";
   uint64_t dl = bl__deadline(timeout_ms);

@@ -81,6 +81,7 @@ Test(queue, options_are_validated) {
   cr_expect_eq(bl_queue_new(&q, NULL), 0);
   cr_expect_eq(bl_queue_task_done(q), BL_ENOTSUPPORTED);
   cr_expect_eq(bl_queue_put(q, NULL, 3, 0), -EINVAL);
+  cr_expect_eq(bl_queue_put(q, "x", SIZE_MAX - 4, 0), -EINVAL);
   bl_queue_free(&q);
   cr_expect_null(q);
 }
