@@ -246,7 +246,7 @@ static void take_pending(bl_conn_t *c, void **out, size_t *len) {
   *len = c->pending_len;
   c->pending = NULL;
   c->pending_len = 0;
-  c->has_pending = 0;
+  __atomic_store_n(&c->has_pending, 0, __ATOMIC_RELEASE);
 }
 
 /* One whole message into a malloc'd buffer. Called with recv_mu held. */
@@ -302,7 +302,7 @@ BL_API int bl_conn_recv_bytes_into(bl_conn_t *c, void *buf, size_t cap,
     free(c->pending);
     c->pending = NULL;
     c->pending_len = 0;
-    c->has_pending = 0;
+    __atomic_store_n(&c->has_pending, 0, __ATOMIC_RELEASE);
     goto out;
   }
   uint64_t l;
@@ -328,7 +328,7 @@ BL_API int bl_conn_recv_bytes_into(bl_conn_t *c, void *buf, size_t cap,
   }
   c->pending = whole;
   c->pending_len = (size_t)l;
-  c->has_pending = 1;
+  __atomic_store_n(&c->has_pending, 1, __ATOMIC_RELEASE);
   *len = (size_t)l;
   rc = BL_EBUFTOOSHORT;
 out:
@@ -352,7 +352,8 @@ BL_API int bl_conn_poll(bl_conn_t *c, int timeout_ms) {
   BL_VALIDATE(c, -EINVAL);
   int rc = check_readable(c);
   if (rc) return rc;
-  if (c->has_pending) return 1;
+  /* Read without recv_mu: a receiver may hold it while blocked. */
+  if (__atomic_load_n(&c->has_pending, __ATOMIC_ACQUIRE)) return 1;
   return bl__poll_fd(c->fd, POLLIN, timeout_ms < 0 ? -1 : timeout_ms);
 }
 

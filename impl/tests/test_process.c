@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <billiard/connection.h>
 #include <billiard/errors.h>
 #include <billiard/process.h>
 #include <billiard/task.h>
@@ -105,7 +106,27 @@ static int t_spawn_daemon_and_return(const void *arg, size_t len) {
   return 0; /* d is torn down after return */
 }
 
+/* arg = a duplex Connection*: echo one message back reversed. */
+static int t_echo(const void *arg, size_t len) {
+  bl_conn_t *c;
+  (void)len;
+  memcpy(&c, arg, sizeof c);
+  void *m;
+  size_t n;
+  if (bl_conn_recv_bytes(c, &m, &n, 0)) return 1;
+  char *b = m;
+  for (size_t i = 0; i < n / 2; i++) {
+    char t = b[i];
+    b[i] = b[n - 1 - i];
+    b[n - 1 - i] = t;
+  }
+  int rc = bl_conn_send_bytes(c, b, n, 0, BL_CONN_REST);
+  free(m);
+  return rc ? 2 : 0;
+}
+
 static void reg(void) {
+  cr_assert_eq(bl_register_target("echo", t_echo), 0);
   cr_assert_eq(bl_register_target("ret", t_return_arg), 0);
   cr_assert_eq(bl_register_target("hello", t_check_hello), 0);
   cr_assert_eq(bl_register_target("pause", t_pause), 0);
@@ -614,4 +635,28 @@ Test(process, no_fd_leak_over_many_processes) {
   }
   cr_expect_eq(t_count_fds(), before);
   expect_no_children();
+}
+
+Test(process, child_talks_over_a_pipe) {
+  reg();
+  bl_conn_t *a, *b;
+  cr_assert_eq(bl_pipe(&a, &b, 1), 0);
+  bl_process_t *p = mk("echo", &b, sizeof b, 0);
+  cr_assert_eq(bl_process_start(p), 0);
+  cr_assert_eq(bl_conn_send_bytes(a, "billiard", 8, 0, BL_CONN_REST), 0);
+  void *m = NULL;
+  size_t n = 0;
+  cr_assert_eq(bl_conn_recv_bytes(a, &m, &n, 0), 0);
+  cr_expect_eq(n, 8);
+  cr_expect_eq(memcmp(m, "draillib", 8), 0);
+  free(m);
+  cr_assert_eq(bl_process_join(p, -1), 0);
+  int code;
+  cr_assert_eq(bl_process_exitcode(p, &code), 0);
+  cr_expect_eq(code, 0);
+  bl_process_free(&p);
+  bl_conn_free(&b);
+  /* The child is gone: its end was the only other holder of the socket. */
+  cr_expect_eq(bl_conn_recv_bytes(a, &m, &n, 0), BL_EEOF);
+  bl_conn_free(&a);
 }
