@@ -187,3 +187,41 @@ Test(pool_shutdown, on_process_exit_runs_in_worker) {
   close(fds[0]);
   bl_pool_free(&p);
 }
+
+/* A callback that terminates the pool from the supervisor thread. */
+static void terminate_from_cb(bl_result_t *r, const void *v, size_t l, void *u) {
+  (void)r, (void)v, (void)l;
+  int *rc = (int *)((void **)u)[1];
+  *rc = bl_pool_terminate((bl_pool_t *)((void **)u)[0]);
+}
+
+static void terminate_in_callback(int threads) {
+  bl_pool_t *p = t_pool(2, threads);
+  cr_assert_not_null(p);
+  int trc = 1;
+  void *ctx[2] = {p, &trc};
+  bl_apply_options_t ao;
+  bl_apply_options_init(&ao);
+  ao.callback = terminate_from_cb;
+  ao.user = ctx;
+  bl_result_t *slow[2], *first = NULL;
+  for (int i = 0; i < 2; i++) cr_assert_eq(t_apply_int(p, "sleep", 20000, NULL, &slow[i]), 0);
+  for (int i = 0; i < 2; i++)
+    while (!bl_result_accepted(slow[i])) cr_assert_eq(bl_result_wait(slow[i], 5), BL_ETIMEOUT);
+  cr_assert_eq(bl_pool_grow(p, 1), 0); /* a free worker for the quick job */
+  cr_assert_eq(t_apply_int(p, "square", 2, &ao, &first), 0);
+  cr_expect_eq(bl_result_wait(first, 30000), 0);
+  for (int i = 0; i < 2; i++) {
+    cr_expect_eq(bl_result_get(slow[i], 30000, NULL, NULL, NULL), BL_ETERMINATED);
+    bl_result_free(&slow[i]);
+  }
+  cr_expect_eq(bl_pool_join(p, 30000), 0);
+  cr_expect_eq(trc, 0);
+  cr_expect_eq(bl_pool_state(p), BL_POOL_TERMINATE);
+  bl_result_free(&first);
+  bl_pool_free(&p);
+  cr_expect(no_children());
+}
+
+Test(pool_shutdown, terminate_from_callback_threads) { terminate_in_callback(1); }
+Test(pool_shutdown, terminate_from_callback_no_threads) { terminate_in_callback(0); }
