@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import signal
 import statistics
 import subprocess
@@ -191,8 +192,8 @@ def machine_info(builddir):
         'gcc': sh('gcc --version | head -1'),
         'python': sh(PY + ' -c "import sys; print(sys.version.split()[0])"'),
         'billiard': sh(PY + ' -c "import billiard; print(billiard.__version__)"'),
-        'libbilliard': sh("sed -n \"s/.*version: '\\([^']*\\)'.*/\\1/p\" %s/meson.build | head -1"
-                          % ROOT),
+        'libbilliard': (re.findall(r"[(,]\s*version:\s*'([^']*)'",
+                                   open(os.path.join(ROOT, 'meson.build')).read()) or ['?'])[0],
         'git': sh('git -C %s rev-parse --short HEAD' % ROOT),
         'buildtype': sh("meson introspect --buildoptions %s 2>/dev/null | %s -c "
                         "\"import json,sys; print([o['value'] for o in json.load(sys.stdin) "
