@@ -2,6 +2,7 @@
  * at ACK), injected clock jumps, recycling by maxtasksperchild and memory,
  * terminate_job (by job and fenced by pid), grow/shrink/restart. */
 #include <criterion/criterion.h>
+#include <poll.h>
 #include <pthread.h>
 
 #include "helpers.h"
@@ -334,5 +335,26 @@ Test(pool_limits, grow_shrink_restart) {
   o.processes = 1;
   cr_assert_eq(bl_pool_new(&p, &o), 0);
   cr_expect_eq(bl_pool_restart(p), BL_ESTATE); /* allow_restart = 0 */
+  bl_pool_free(&p);
+}
+
+/* threads = 0: the pool's fd becomes readable when a deadline is due
+ * (timerfd), so a caller's loop fires the hard limit without polling. */
+Test(pool_limits, hard_limit_in_callers_loop_threads_false) {
+  bl_pool_options_t o;
+  bl_pool_options_init(&o);
+  o.processes = 1;
+  o.threads = 0;
+  o.time_limit_ms = 200;
+  bl_pool_t *p = NULL;
+  cr_assert_eq(bl_pool_new(&p, &o), 0);
+  bl_result_t *r = NULL;
+  cr_assert_eq(t_apply_int(p, "sleep", 20000, NULL, &r), 0);
+  struct pollfd pfd = {.fd = bl_pool_fd(p), .events = POLLIN};
+  uint64_t end = t_now_ms() + 30000;
+  while (!bl_result_ready(r) && t_now_ms() < end)
+    if (poll(&pfd, 1, 5000) == 1) cr_assert_geq(bl_pool_step(p, 0), 0);
+  cr_expect_eq(bl_result_get(r, 0, NULL, NULL, NULL), BL_ETIMELIMIT);
+  bl_result_free(&r);
   bl_pool_free(&p);
 }
