@@ -344,6 +344,10 @@ static uint64_t apply_limits(bl_pool_t *p, uint64_t now) {
   uint64_t next = BL__TL_NEVER;
   for (size_t i = 0; i < p->nw; i++) {
     struct bl__worker *w = p->w[i];
+    if (w->running && !w->running_resolved && bl__tl_next(&w->tl) <= now) {
+      /* A result may already wait in the pipe: read it before judging. */
+      bl__pool_on_readable(p, w);
+    }
     if (w->running && !w->running_resolved) {
       bl__tl_action_t a = bl__tl_due(&w->tl, now);
       bl_result_t *r = w->running->job;
