@@ -530,7 +530,8 @@ static json_t *op_value_set(json_t *a, bcd_err_t *e) {
   bl_value_t *v = bcd_lookup(a, "value", BCD_VALUE, e);
   if (v == NULL)
     return NULL;
-  int rc = elem_set(v, 0, json_object_get(a, "value"));
+  /* `value` names the handle, so the new value travels as `set`. */
+  int rc = elem_set(v, 0, json_object_get(a, "set"));
   return rc ? bcd_fail_rc(e, rc, NULL, "value.set") : json_object();
 }
 
@@ -580,7 +581,7 @@ static json_t *op_array_set(json_t *a, bcd_err_t *e) {
     idx += (double)bl_value_len(v);
   if (idx < 0 || idx >= (double)bl_value_len(v))
     return bcd_fail(e, "IndexError", "array assignment index out of range");
-  int rc = elem_set(v, (size_t)idx, json_object_get(a, "value"));
+  int rc = elem_set(v, (size_t)idx, json_object_get(a, "set"));
   return rc ? bcd_fail_rc(e, rc, NULL, "array.set") : json_object();
 }
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 static unsigned tasks_run;       /* `count` */
+static int init_ran;             /* `init_ran`: init_ok ran in this worker */
 
 struct hoard {
   struct hoard *next;
@@ -211,10 +212,16 @@ static int t_count(bl_task_ctx_t *c, json_t *a) {
   return ret(c, json_integer(tasks_run));
 }
 
+static int t_init_ran(bl_task_ctx_t *c, json_t *a) {
+  (void)a;
+  return ret(c, json_boolean(init_ran));
+}
+
 /* ---- initializers ---- */
 static int i_ok(bl_task_ctx_t *c, json_t *a) {
   (void)c;
   (void)a;
+  init_ran = 1;
   return 0;
 }
 
@@ -246,6 +253,7 @@ static int run(bl_task_ctx_t *c, const void *arg, size_t len, body_fn fn,
   X(busy, t_busy, 1) X(soft_aware, t_soft_aware, 1) X(fail, t_fail, 1)        \
   X(exit, t_exit, 1) X(kill_self, t_kill_self, 1) X(crash, t_crash, 1)        \
   X(alloc, t_alloc, 1) X(sleep_echo, t_sleep_echo, 1) X(count, t_count, 1)    \
+  X(init_ran, t_init_ran, 1)                                                  \
   X(init_ok, i_ok, 0) X(init_fail, i_fail, 0) X(init_exit, i_exit, 0)         \
   X(init_crash, i_crash, 0)
 
