@@ -69,7 +69,7 @@ const bc_op_t *bc_op_at(unsigned i) { return i < BC_ARRAY_SIZE(ops) ? &ops[i] : 
 
 const char *const bc_tasks[] = {
     "noop", "echo", "square", "add", "pid", "sleep", "busy", "soft_aware", "fail", "exit",
-    "kill_self", "crash", "alloc", "sleep_echo", "count",
+    "kill_self", "crash", "alloc", "sleep_echo", "count", "init_ran",
     "init_ok", "init_fail", "init_exit", "init_crash", NULL};
 
 const char *const bc_targets[] = {

@@ -420,15 +420,35 @@ static bool is_name_key(const char *k) {
          !strcmp(k, "name") || !strcmp(k, "pid");
 }
 
-/* "value", "event" and "array" name handles only in their own ops (value.get
- * {value: v}); elsewhere they are data (queue.put {value: ...}) or an event
- * name (wait_event {event: ...}). */
+/* Which argument fields name a handle (renamed by repeat, resolved to pids)
+ * and which carry data. "value", "event" and "array" name handles only in
+ * their own ops' reads and writes (value.get {value: v}); elsewhere they are
+ * data (queue.put {value: ...}, value.new's initial value) or an event name
+ * (wait_event {event: ...}). "name" is a mark's name but a process's payload
+ * name in process.start. */
 static bool names_handle(const char *op, const char *k) {
   if (!strcmp(k, "value") || !strcmp(k, "event") || !strcmp(k, "array")) {
     size_t n = strlen(k);
-    return op && !strncmp(op, k, n) && op[n] == '.';
+    return op && !strncmp(op, k, n) && op[n] == '.' && strcmp(op + n, ".new") != 0;
   }
+  if (!strcmp(k, "name")) return !op || strcmp(op, "process.start") != 0;
   return is_name_key(k);
+}
+
+/* process.start's target args name shared objects by handle
+ * (queue_put {queue: q}); only those fields are renamed, never payloads
+ * such as `values`, `data` or `seconds`. */
+static json_t *prepare_target_args(run_t *r, const json_t *args) {
+  static const char *const target_handles[] = {"queue", "lock",      "event", "value",
+                                                "conn",  "condition", "barrier", "array", NULL};
+  if (!json_is_object(args)) return json_deep_copy(args);
+  json_t *a = json_object();
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)args, k, v)
+      json_object_set_new(a, k, bc_in_list(target_handles, k) ? rename_value(r, v)
+                                                              : json_deep_copy(v));
+  return a;
 }
 
 static json_t *prepare_args(run_t *r, const char *op, const json_t *args) {
@@ -436,7 +456,11 @@ static json_t *prepare_args(run_t *r, const char *op, const json_t *args) {
   const char *k;
   json_t *v;
   json_object_foreach((json_t *)args, k, v) {
-    json_t *n = names_handle(op, k) ? rename_value(r, v) : json_deep_copy(v);
+    json_t *n;
+    if (op && !strcmp(op, "process.start") && !strcmp(k, "args"))
+      n = prepare_target_args(r, v);
+    else
+      n = names_handle(op, k) ? rename_value(r, v) : json_deep_copy(v);
     if (!strcmp(k, "pid")) n = resolve_pid(r, n);
     json_object_set_new(a, k, n);
   }

@@ -248,6 +248,10 @@ static void check_harness_args(bc_diag_t *d, const bc_scenario_t *sc, const bc_o
       st->expect = bc_node_to_json(v);
       continue;
     }
+    if (!strcmp(k, "expect_any") && op->hop != BC_H_GET_ALL) {
+      DIAG(d, args->keys[i], "expected expect_any only on get_all, got it on %s", op->name);
+      continue;
+    }
     if (!strcmp(k, "expect_any")) {
       if (want_kind(d, v, BC_SEQ))
         for (size_t x = 0; x < v->n; x++) check_expect(d, v->items[x]);
@@ -293,6 +297,8 @@ static void check_harness_args(bc_diag_t *d, const bc_scenario_t *sc, const bc_o
     }
     json_object_set_new(o, k, j ? j : bc_node_to_json(v));
   }
+  if (st->expect && st->expect_any)
+    bc_diag_at(d, args->line, args->col, "expected either expect or expect_any, got both");
   /* Required arguments. */
   char *req = bc_xstrdup(op->required ? op->required : "");
   for (char *save, *r = strtok_r(req, " ", &save); r; r = strtok_r(NULL, " ", &save))
@@ -364,6 +370,11 @@ static void load_step(bc_diag_t *d, const bc_scenario_t *sc, const bc_node_t *n,
         st->expect = bc_node_to_json(v);
       } else if (strcmp(k, "expect_result") == 0) {
         if (want_kind(d, v, BC_MAP)) st->expect_result = bc_node_to_json(v);
+      } else if (strcmp(k, "expect_any") == 0) {
+        /* Harness-only: a driver would silently ignore it and the step
+         * would check nothing. */
+        DIAG(d, args->keys[i], "expected expect_any only on get_all, got it on %s",
+             st->op->name);
       } else {
         json_t *j = NULL;
         check_proto_value(d, k, v, &j, st->op->name);

@@ -147,12 +147,16 @@ def t_count(a):
     return _tasks_run
 
 
+def t_init_ran(a):
+    return _init_ran
+
+
 TASKS = {
     'noop': t_noop, 'echo': t_echo, 'square': t_square, 'add': t_add,
     'pid': t_pid, 'sleep': t_sleep, 'busy': t_busy,
     'soft_aware': t_soft_aware, 'fail': t_fail, 'exit': t_exit,
     'kill_self': t_kill_self, 'crash': t_crash, 'alloc': t_alloc,
-    'sleep_echo': t_sleep_echo, 'count': t_count,
+    'sleep_echo': t_sleep_echo, 'count': t_count, 'init_ran': t_init_ran,
 }
 
 

@@ -887,7 +887,7 @@ class Driver:
         return {'value': self.get(a, 'value').value}
 
     def op_value_set(self, a):
-        self.get(a, 'value').value = a['value']
+        self.get(a, 'value').value = a['set']
         return {}
 
     def op_array_new(self, a):
@@ -903,7 +903,7 @@ class Driver:
         return {'value': list(self.get(a, 'array')[:])}
 
     def op_array_set(self, a):
-        self.get(a, 'array')[int(a['index'])] = a['value']
+        self.get(a, 'array')[int(a['index'])] = a['set']
         return {}
 
     # ===== clock and faults ====================================================
