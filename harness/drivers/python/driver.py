@@ -552,8 +552,32 @@ class Driver:
         return {}
 
     def op_pool_join(self, a):
+        # A timed-out join keeps running in its thread; a later join waits
+        # for that same call instead of starting a second, concurrent one
+        # (billiard's join is not reentrant: the second one fails EBADF).
         rec = self._pool(a)
-        bounded(rec.pool.join, seconds(a.get('timeout')), 'pool.join')
+        th = getattr(rec, 'join_thread', None)
+        if th is None:
+            box = {}
+
+            def body():
+                try:
+                    rec.pool.join()
+                except BaseException as e:   # noqa: B902 - relayed below
+                    box['error'] = e
+            th = threading.Thread(target=body, name='bounded-pool.join',
+                                  daemon=True)
+            th.box = box
+            rec.join_thread = th
+            th.start()
+        timeout = seconds(a.get('timeout'))
+        th.join(None if timeout is None else max(0.0, timeout))
+        if th.is_alive():
+            raise DriverTimeout('pool.join did not return within %ss' %
+                                a.get('timeout'))
+        rec.join_thread = None
+        if 'error' in th.box:
+            raise th.box['error']
         return {}
 
     def _billiard_only(self, what):
