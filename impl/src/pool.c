@@ -24,8 +24,8 @@ BL_API void bl_pool_options_init(bl_pool_options_t *o) {
   memset(o, 0, sizeof *o);
   o->size = sizeof *o;
   o->lost_worker_timeout_ms = 10000;
-  o->max_restarts = 100;
-  o->max_restart_freq_ms = 1000;
+  o->max_restarts = 10;
+  o->max_restart_freq_ms = 10000;
   o->kill_grace_ms = 100;
   o->prefetch = 32;
   o->threads = 1;
@@ -212,6 +212,7 @@ static void on_ack(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
   w->running = u;
   w->running_resolved = 0;
   bl__restart_reset(&p->rs);
+  p->crash_streak = 0;
   atomic_store(&r->pid, (int)w->pid);
   if (++r->nacked >= r->nchunks) atomic_store(&r->accepted, 1);
   if (r->ao.accept_callback && !u->cancelled)

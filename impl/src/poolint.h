@@ -141,7 +141,8 @@ struct bl_pool {
   int have_thread, quit, started, joined, init_rc;
   pthread_t th;
   int nwaiters;
-  uint64_t spawn_retry_at;
+  uint64_t spawn_retry_at;     /* no spawn before (fork failure, backoff) */
+  unsigned crash_streak;       /* counted exits since the last accepted job */
   bl__restart_t rs;
   struct bl__defer *defs;
   size_t ndefs, capdefs;

@@ -37,6 +37,8 @@
 #include "poolint.h"
 
 #define BL__SPAWN_RETRY_MS 50
+#define BL__BACKOFF_MS 25
+#define BL__BACKOFF_MAX_MS 250
 #define BL__CUSTOM_CLOCK_CAP_MS 250
 
 static int ep_add(bl_pool_t *p, int fd, uint32_t ev, struct bl__tag *tag) {
@@ -304,10 +306,25 @@ static void on_worker_exit(bl_pool_t *p, struct bl__worker *w) {
   pid_t pid = w->pid;
   remove_worker(p, w);
   bl__pool_defer(p, BL__DEF_DOWN, NULL, pid, status);
-  if (counted && bl__restart_step(&p->rs, bl__pool_now(p)) != 0) {
-    char m[64];
-    bl__restart_message(&p->rs, p->rs.max_r, m, sizeof m);
-    bl__sv_break(p, BL_ERESTARTFREQ, m);
+  if (counted) {
+    uint64_t now = bl__pool_now(p);
+    p->crash_streak++;
+    if (bl__restart_step(&p->rs, now) != 0) {
+      char m[64];
+      bl__restart_message(&p->rs, p->rs.max_r, m, sizeof m);
+      bl__sv_break(p, BL_ERESTARTFREQ, m);
+    } else if (p->crash_streak >= 2) {
+      /* Crash loop: a second counted exit with no job accepted since the
+       * last one. Back off (25, 50, 100, 200, then 250 ms) so that a broken
+       * initializer neither burns a CPU (limiter off) nor trips the limiter
+       * before the caller could submit; the first replacement stays
+       * immediate. */
+      unsigned k = p->crash_streak - 2;
+      uint64_t ms = k >= 4 ? BL__BACKOFF_MAX_MS : (uint64_t)BL__BACKOFF_MS << k;
+      if (ms > BL__BACKOFF_MAX_MS) ms = BL__BACKOFF_MAX_MS;
+      uint64_t at = now + ms * BL__NS_PER_MS;
+      if (at > p->spawn_retry_at) p->spawn_retry_at = at;
+    }
   }
 }
 

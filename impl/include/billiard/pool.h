@@ -73,7 +73,9 @@ typedef struct bl_pool_options {
   uint32_t lost_worker_timeout_ms;
   /* Restart limiter: trips on the (max_restarts+1)-th counted restart within
    * a window of max_restart_freq_ms from the first, with no job accepted in
-   * between. 0 = off. Defaults: 100 in 1000 ms (billiard: off; D4). */
+   * between. 0 = off. Defaults: 10 in 10000 ms (billiard: off; D4).
+   * Consecutive counted restarts with no job accepted back off (25 ms
+   * doubling to 250 ms); the first replacement is immediate. */
   unsigned max_restarts;
   uint32_t max_restart_freq_ms;
   /* Grace between SIGTERM and SIGKILL for hard limits, terminate_job and
