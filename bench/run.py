@@ -323,8 +323,12 @@ def main():
         try:
             p = subprocess.run([exe, 'run', '--port', 'c', os.path.join(ROOT, 'scenarios')],
                                capture_output=True, text=True, timeout=600, cwd=ROOT)
-            last = (p.stdout.strip().splitlines() or [''])[-1]
-            conform = {'value': time.monotonic() - t0, 'rc': p.returncode, 'note': last}
+            wall = time.monotonic() - t0
+            last = ((p.stdout.strip() or p.stderr.strip()).splitlines() or [''])[-1]
+            if p.returncode == 2:  # bad input: nothing was run
+                conform = {'value': None, 'rc': 2, 'note': 'bad input (rc 2): ' + last[:160]}
+            else:
+                conform = {'value': wall, 'rc': p.returncode, 'note': last[:160]}
         except subprocess.TimeoutExpired:
             conform = {'value': None, 'note': 'timeout after 600 s'}
     else:
