@@ -231,19 +231,42 @@ _Noreturn static void child_main(bl_process_t *p, int status_w) {
   counter = 0;
 
   bl_target_fn fn = NULL;
-  int rc = bl_lookup_target(p->target, &fn);
-  if (rc) {
-    int32_t code = rc;
-    (void)bl__write_full(status_w, &code, sizeof code);
-    bl__child_exit(1);
-  }
-  /* EOF on the status pipe tells the parent the start succeeded. */
+  int32_t status = bl_lookup_target(p->target, &fn);
+  /* Report explicitly, 0 included: EOF cannot mean success here, because
+   * without an exec a child forked meanwhile by another thread inherits
+   * the write end and keeps it open. 4 bytes are written atomically. */
+  (void)bl__write_full(status_w, &status, sizeof status);
+  if (status) bl__child_exit(1);
   bl__close(&status_w);
   int code = fn(p->arg, p->len);
   /* As billiard's _bootstrap: flush stdio, tear down daemon children. */
   (void)bl_process_teardown();
   fflush(NULL);
   bl__child_exit(code & 0xff);
+}
+
+/* Wait for the child's start report on the status pipe: 0 (running its
+ * target), its error code, or BL_EPROCESS if it died without reporting.
+ * The pidfd is watched too, since other holders of the pipe's write end
+ * (children forked meanwhile by other threads) would delay EOF. */
+static int wait_status(int rfd, int pidfd) {
+  for (;;) {
+    struct pollfd pf[2] = {{.fd = rfd, .events = POLLIN},
+                           {.fd = pidfd, .events = POLLIN}};
+    int n = poll(pf, 2, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (pf[0].revents || (pf[1].revents && bl__poll_fd(rfd, POLLIN, 0) == 1)) {
+      int32_t code = 0;
+      int rc = bl__read_full(rfd, &code, sizeof code);
+      if (rc == BL_EEOF) return BL_EPROCESS; /* died before reporting */
+      if (rc) return rc;
+      return code <= 0 ? code : BL_EPROCESS;
+    }
+    if (pf[1].revents) return BL_EPROCESS; /* exited, nothing written */
+  }
 }
 
 BL_API int bl_process_start(bl_process_t *p) {
@@ -276,19 +299,12 @@ BL_API int bl_process_start(bl_process_t *p) {
 
   int pidfd = BL_FAULT("process/start/pidfd", EMFILE);
   if (pidfd == 0) pidfd = bl__pidfd_open(pid);
-  int32_t code = 0;
-  if (pidfd >= 0) {
-    rc = bl__read_full(sp[0], &code, sizeof code);
-    if (rc == BL_EEOF) rc = 0;       /* the child runs its target */
-    else if (rc == 0) rc = code < 0 ? code : BL_EPROCESS;
-  } else {
-    rc = pidfd;
-  }
+  rc = pidfd < 0 ? pidfd : wait_status(sp[0], pidfd);
   bl__close(&sp[0]);
   if (rc) {
     /* Not started: make sure nothing is left running or unreaped. The pid
      * is still ours (not yet reaped), so kill() cannot hit another process. */
-    if (pidfd < 0 || code == 0) kill(pid, SIGKILL);
+    kill(pid, SIGKILL);
     int st;
     (void)bl__waitpid(pid, &st, 0);
     if (pidfd >= 0) close(pidfd);

@@ -660,3 +660,92 @@ Test(process, child_talks_over_a_pipe) {
   cr_expect_eq(bl_conn_recv_bytes(a, &m, &n, 0), BL_EEOF);
   bl_conn_free(&a);
 }
+
+/* Starts from two threads at once (the process set is shared). */
+struct starter {
+  int *fds;
+  bl_process_t *p[8];
+  int rc;
+};
+
+static void *start_long_lived(void *arg) {
+  struct starter *st = arg;
+  st->rc = 0;
+  for (int i = 0; i < 8 && !st->rc; i++) {
+    if (bl_process_new(&st->p[i], "wait-fd", st->fds, 2 * sizeof(int), NULL) ||
+        bl_process_start(st->p[i]))
+      st->rc = -1;
+  }
+  return NULL;
+}
+
+Test(process, starts_from_two_threads) {
+  reg();
+  int go[2];
+  cr_assert_eq(bl__pipe(go), 0);
+  struct starter st = {.fds = go};
+  pthread_t th;
+  cr_assert_eq(pthread_create(&th, NULL, start_long_lived, &st), 0);
+  for (int i = 0; i < 8; i++) cr_expect_eq(run_code("ret", i), i);
+  pthread_join(th, NULL);
+  cr_expect_eq(st.rc, 0);
+  close(go[1]); /* the long-lived children see EOF and exit */
+  for (int i = 0; i < 8; i++) {
+    if (!st.p[i]) continue;
+    cr_expect_eq(bl_process_join(st.p[i], -1), 0);
+    bl_process_free(&st.p[i]);
+  }
+  close(go[0]);
+  expect_no_children();
+}
+
+/* A process forked by someone else while a start is in progress inherits
+ * the start's status pipe (no exec closes it). An atfork hook forks such a
+ * bystander deterministically, right after start's fork: start must still
+ * return at once instead of waiting for EOF from the bystander. */
+static int hook_armed, hook_go = -1, hook_go_w = -1;
+static pid_t bystander;
+
+static void fork_bystander(void) {
+  if (!hook_armed) return;
+  hook_armed = 0;
+  pid_t pid = t_fork();
+  if (pid == 0) {
+    char c;
+    close(hook_go_w);
+    (void)!read(hook_go, &c, 1); /* holds every other inherited fd until EOF */
+    t_exit(0);
+  }
+  bystander = pid;
+}
+
+Test(process, a_bystander_holding_the_status_pipe_does_not_block_start) {
+  reg();
+  int go[2];
+  cr_assert_eq(bl__pipe(go), 0);
+  hook_go = go[0];
+  hook_go_w = go[1];
+  bl_process_t *p = mk("ret", NULL, 0, 0);
+  /* After libbilliard's own atfork handlers (registered by the first
+   * bl_process_new), so that the hook runs once they have finished. */
+  cr_assert_eq(pthread_atfork(NULL, fork_bystander, NULL), 0);
+  hook_armed = 1;
+  cr_assert_eq(bl_process_start(p), 0); /* would hang before the fix */
+  cr_assert_gt(bystander, 0);
+  cr_expect_eq(bl_process_join(p, -1), 0);
+  close(go[1]);
+  cr_expect_eq(t_wait_exit(bystander), 0);
+  close(go[0]);
+  bl_process_free(&p);
+  /* And an unknown target is still reported with a bystander around. */
+  cr_assert_eq(pipe(go), 0);
+  hook_go = go[0];
+  hook_go_w = go[1];
+  p = mk("never-registered", NULL, 0, 0);
+  hook_armed = 1;
+  cr_expect_eq(bl_process_start(p), BL_ENOTFOUND);
+  close(go[1]);
+  cr_expect_eq(t_wait_exit(bystander), 0);
+  close(go[0]);
+  bl_process_free(&p);
+}
