@@ -64,7 +64,7 @@ typedef struct list {
 } list_t;
 typedef struct profile {
   char name[64], workload[32], err[16];
-  list_t points, modes, accept, quick;
+  list_t points, modes, accept, quick, quick_modes;
   long max_n, quick_max_n;
 } profile_t;
 
@@ -122,6 +122,7 @@ static int load_profile(const char *path, profile_t *p) {
     else if (strcmp(k, "modes") == 0) parse_list(v, &p->modes);
     else if (strcmp(k, "accept") == 0) parse_list(v, &p->accept);
     else if (strcmp(k, "quick") == 0) parse_list(v, &p->quick);
+    else if (strcmp(k, "quick_modes") == 0) parse_list(v, &p->quick_modes);
     else if (strcmp(k, "max_n") == 0) p->max_n = atol(v);
     else if (strcmp(k, "quick_max_n") == 0) p->quick_max_n = atol(v);
     else if (strcmp(k, "description") == 0) continue;
@@ -493,6 +494,8 @@ int main(int argc, char **argv) {
       if (o.quick && !in_list(&prof[i].quick, pt)) continue;
       for (int m = 0; m < prof[i].modes.n; m++) {
         int persistent = strcmp(prof[i].modes.v[m], "persistent") == 0;
+        if (o.quick && prof[i].quick_modes.n && !in_list(&prof[i].quick_modes, prof[i].modes.v[m]))
+          continue;
         if (!persistent && strcmp(prof[i].modes.v[m], "transient") != 0) {
           fprintf(stderr, "%s: unknown mode %s\n", prof[i].name, prof[i].modes.v[m]);
           return 2;

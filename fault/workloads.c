@@ -272,10 +272,10 @@ static int consume(int patience_ms) {
     void *b = NULL;
     size_t n;
     int done = atomic_load(&S->q_done) != 0;
-    int rc = bl_queue_get(Q, &b, &n, 100);
+    int rc = bl_queue_get(Q, &b, &n, 20);
     if (rc == BL_EEMPTY) {
       if (done) return 0; /* producer reaped before this empty get: drained */
-      if ((waited += 100) >= patience_ms) return 5;
+      if ((waited += 20) >= patience_ms) return 5;
       continue;
     }
     if (rc) return 4;
