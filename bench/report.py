@@ -178,8 +178,11 @@ def md_table(out):
         goals = '; '.join(g['goal'] for g in r['goals'])
         met = '; '.join('n/a' if g['met'] is None else 'met' if g['met'] else '**MISSED**'
                         for g in r['goals'])
-        rows.append([r['title'] + ' [%s]' % r['unit'],
-                     run.fmt(r['median'].get('ours'), r['unit']),
+        ours = run.fmt(r['median'].get('ours'), r['unit'])
+        rv = [v for v in (r['rounds'].get('ours') or []) if v is not None]
+        if len(rv) > 1:  # the spread says how far one round can be trusted
+            ours += ' [%s–%s]' % (run.fmt(min(rv), r['unit']), run.fmt(max(rv), r['unit']))
+        rows.append([r['title'] + ' [%s]' % r['unit'], ours,
                      run.fmt(r['median'].get('billiard'), r['unit']),
                      run.fmt(r['median'].get('mp'), r['unit']),
                      run.fmt(r['median'].get('floor'), r['unit']),
@@ -246,7 +249,8 @@ def write_docs(out, root):
 ''')
     p.append('## Results\n')
     p.append(md_table(out) + '\n')
-    p.append('Goals missed in this run: %s.\n' % ('; '.join(missed) if missed else 'none'))
+    p.append('libbilliard figures are medians with the [min–max] of the rounds. '
+             'Goals missed in this run: %s.\n' % ('; '.join(missed) if missed else 'none'))
     if 'map-scaling.svg' in svgs:
         p.append('![map scaling](perf/map-scaling.svg)\n')
         p.append('Map throughput by size (solid: chunksize 1, dashed: chunksize 64). A flat '
