@@ -7,7 +7,7 @@ cd "$BL_ROOT"
 
 BL_PACKAGES="meson ninja-build pkgconf gcc g++ libc6-dev libcriterion-dev libfiu-dev \
 fiu-utils valgrind gcovr libfaketime faketime libyaml-dev libjansson-dev python3 \
-python3-billiard util-linux"
+python3-billiard util-linux libssl-dev"
 
 say() { printf '==> %s\n' "$*"; }
 

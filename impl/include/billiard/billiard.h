@@ -13,6 +13,9 @@
 #include <billiard/connection.h>
 #include <billiard/result.h>
 #include <billiard/pool.h>
+#include <billiard/util.h>
+#include <billiard/context.h>
+#include <billiard/manager.h>
 
 #define BL_VERSION_MAJOR 0
 #define BL_VERSION_MINOR 1

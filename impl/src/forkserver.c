@@ -1,0 +1,289 @@
+/* forkserver.c: the forkserver start method. A server, started on first
+ * use as a re-executed image of the program (spawn.c's constructor enters
+ * bl__forkserver_main), runs the preload targets once and then forks one
+ * child per request. Requests travel over a socketpair with the child's
+ * start-status fd attached (SCM_RIGHTS). Children are cloned with
+ * CLONE_PARENT: they are children of the requesting process, which reaps,
+ * waits on and signals them through pidfds like any fork child. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <billiard/task.h>
+
+#include "fault.h"
+#include "internal.h"
+#include "startmethod.h"
+
+#define MAX_REQUEST (64u << 20) /* boot bytes per child, sanity bound */
+
+/* ---- fd passing ---- */
+
+/* send() with MSG_NOSIGNAL: a dead server is -EPIPE, not SIGPIPE. */
+static int sock_send(int sock, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len) {
+    ssize_t n = send(sock, p, len, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    p += (size_t)n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int send_with_fd(int sock, const void *buf, size_t len, int fd) {
+  union {
+    char b[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct iovec iov = {(void *)buf, len};
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (fd >= 0) {
+    m.msg_control = u.b;
+    m.msg_controllen = sizeof u.b;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  ssize_t n;
+  do n = sendmsg(sock, &m, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return -errno;
+  /* The fd went with the first byte; the rest is plain data. */
+  return sock_send(sock, (const char *)buf + n, len - (size_t)n);
+}
+
+/* Receive exactly len bytes; *fd gets an attached fd (CLOEXEC) or -1. */
+static int recv_with_fd(int sock, void *buf, size_t len, int *fd) {
+  union {
+    char b[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct iovec iov = {buf, len};
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
+                     .msg_controllen = sizeof u.b};
+  *fd = -1;
+  ssize_t n;
+  do n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return -errno;
+  if (n == 0) return BL_EEOF;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+      memcpy(fd, CMSG_DATA(c), sizeof *fd);
+  if ((size_t)n < len) {
+    int rc = bl__read_full(sock, (char *)buf + n, len - (size_t)n);
+    if (rc) {
+      bl__close(fd);
+      return rc == BL_EEOF ? BL_EPROTOCOL : rc;
+    }
+  }
+  return 0;
+}
+
+/* ---- server side ---- */
+
+static int run_preloads(int sock) {
+  uint32_t n = 0;
+  int rc = bl__read_full(sock, &n, sizeof n);
+  for (uint32_t i = 0; rc == 0 && i < n; i++) {
+    uint32_t len = 0;
+    char name[BL_TASK_NAME_MAX + 1];
+    if ((rc = bl__read_full(sock, &len, sizeof len))) break;
+    if (len == 0 || len > BL_TASK_NAME_MAX) return BL_EPROTOCOL;
+    if ((rc = bl__read_full(sock, name, len))) break;
+    name[len] = 0;
+    bl_target_fn fn;
+    if ((rc = bl_lookup_target(name, &fn))) break;
+    if (fn(NULL, 0) != 0) rc = BL_EPROCESS;
+  }
+  return rc;
+}
+
+_Noreturn void bl__forkserver_main(int sock, int status_w) {
+  int32_t status = run_preloads(sock);
+  (void)bl__write_full(status_w, &status, sizeof status);
+  bl__close(&status_w);
+  if (status) bl__child_exit(1);
+  for (;;) {
+    uint64_t len = 0;
+    int cfd = -1;
+    int rc = recv_with_fd(sock, &len, sizeof len, &cfd);
+    if (rc) bl__child_exit(0); /* EOF: the client is done (or gone) */
+    char *raw = len && len <= MAX_REQUEST ? malloc(len) : NULL;
+    bl__boot_t b;
+    char *owned = NULL;
+    int32_t reply = raw ? bl__read_full(sock, raw, len) : BL_EPROTOCOL;
+    if (reply == 0) reply = bl__boot_decode(raw, len, &b, &owned);
+    free(raw);
+    if (reply == 0 && cfd < 0) reply = BL_EPROTOCOL;
+    if (reply == 0) {
+      /* CLONE_PARENT: the child belongs to our parent, the client. The
+       * exit signal is ours (SIGCHLD), so plain waitpid reaps it. */
+      fflush(NULL);
+      long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, NULL, NULL, NULL, NULL);
+      if (pid == 0) {
+        bl__close(&sock);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != b.parent)
+          bl__child_exit(1);
+        bl__boot_run(&b, cfd, owned);
+      }
+      reply = pid < 0 ? -errno : (int32_t)pid;
+    }
+    free(owned);
+    bl__close(&cfd);
+    if (sock_send(sock, &reply, sizeof reply)) bl__child_exit(0);
+  }
+}
+
+/* ---- client side ---- */
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static int fs_sock = -1;
+static pid_t fs_pid, fs_owner;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void stop_at_exit(void) { (void)bl__forkserver_stop(); }
+static void init_once(void) { atexit(stop_at_exit); }
+
+/* The preload list, as the server reads it. */
+static int send_preloads(int sock) {
+  char **v = bl__context_preload();
+  uint32_t n = 0;
+  while (v && v[n]) n++;
+  int rc = sock_send(sock, &n, sizeof n);
+  for (uint32_t i = 0; rc == 0 && i < n; i++) {
+    uint32_t len = (uint32_t)strlen(v[i]);
+    if (len > BL_TASK_NAME_MAX) rc = BL_ENOTFOUND;
+    else if (!(rc = sock_send(sock, &len, sizeof len)))
+      rc = sock_send(sock, v[i], len);
+  }
+  bl__strv_free(v);
+  return rc;
+}
+
+/* Start the server; called with mu held. */
+static int start_server_locked(void) {
+  int sv[2] = {-1, -1}, st[2] = {-1, -1};
+  int rc = BL_FAULT("forkserver/start/socketpair", EMFILE);
+  if (rc == 0) rc = bl__socketpair(sv);
+  if (rc) return rc;
+  if ((rc = bl__pipe(st))) {
+    bl__close(&sv[0]);
+    bl__close(&sv[1]);
+    return rc;
+  }
+  pid_t pid = bl__fork(SIGKILL);
+  if (pid == 0) {
+    char marker[64];
+    bl__close(&sv[0]);
+    bl__close(&st[0]);
+    snprintf(marker, sizeof marker, "BL_FORKSERVER_FD=%d,%d", sv[1], st[1]);
+    if (fcntl(sv[1], F_SETFD, 0) != 0 || fcntl(st[1], F_SETFD, 0) != 0) {
+      int32_t e = -errno;
+      (void)bl__write_full(st[1], &e, sizeof e);
+      bl__child_exit(1);
+    }
+    bl__exec_self(marker, st[1]);
+  }
+  bl__close(&sv[1]);
+  bl__close(&st[1]);
+  if (pid < 0) {
+    bl__close(&sv[0]);
+    bl__close(&st[0]);
+    return (int)pid;
+  }
+  rc = send_preloads(sv[0]);
+  int32_t status = 0;
+  /* The server holds the only write end: EOF means it died unreported. */
+  if (rc == 0) rc = bl__read_full(st[0], &status, sizeof status);
+  if (rc == BL_EEOF) rc = BL_EPROCESS;
+  if (rc == 0) rc = status <= 0 ? status : BL_EPROCESS;
+  bl__close(&st[0]);
+  if (rc) {
+    bl__close(&sv[0]);
+    kill(pid, SIGKILL); /* not yet reaped: still ours */
+    int ws;
+    (void)bl__waitpid(pid, &ws, 0);
+    return rc;
+  }
+  fs_sock = sv[0];
+  fs_pid = pid;
+  fs_owner = getpid();
+  return 0;
+}
+
+int bl__forkserver_start(const bl__boot_t *b, int status_w, pid_t *pid) {
+  pthread_once(&once, init_once);
+  void *buf = NULL;
+  size_t len = 0;
+  int rc = bl__boot_encode(b, &buf, &len);
+  if (rc) return rc;
+  pthread_mutex_lock(&mu);
+  if (fs_sock >= 0 && fs_owner != getpid()) {
+    /* Inherited across fork: the server serves our parent, whose children
+     * ours would become. Drop the copy and start our own. */
+    bl__close(&fs_sock);
+    fs_pid = 0;
+  }
+  if (fs_sock < 0) rc = start_server_locked();
+  if (rc == 0) {
+    uint64_t n = len;
+    int32_t reply = 0;
+    rc = send_with_fd(fs_sock, &n, sizeof n, status_w);
+    if (rc == 0) rc = sock_send(fs_sock, buf, len);
+    if (rc == 0) rc = bl__read_full(fs_sock, &reply, sizeof reply);
+    if (rc == 0 && reply <= 0) rc = reply ? reply : BL_EPROTOCOL;
+    if (rc == 0) *pid = (pid_t)reply;
+    if (rc == BL_EEOF || rc == -EPIPE || rc == -ECONNRESET || rc == BL_EPROTOCOL) {
+      /* The server died: drop it; the next start makes a new one. */
+      bl__close(&fs_sock);
+      int ws;
+      (void)bl__waitpid(fs_pid, &ws, 0);
+      fs_pid = 0;
+      rc = BL_EPROCESS;
+    }
+  }
+  pthread_mutex_unlock(&mu);
+  free(buf);
+  return rc;
+}
+
+pid_t bl__forkserver_pid(void) {
+  pthread_mutex_lock(&mu);
+  pid_t p = fs_owner == getpid() ? fs_pid : 0;
+  pthread_mutex_unlock(&mu);
+  return p;
+}
+
+pid_t bl__forkserver_stop(void) {
+  pthread_mutex_lock(&mu);
+  pid_t p = 0;
+  if (fs_sock >= 0 && fs_owner == getpid()) {
+    /* Closing the socket is the server's signal to exit. */
+    bl__close(&fs_sock);
+    int ws;
+    (void)bl__waitpid(fs_pid, &ws, 0);
+    p = fs_pid;
+  }
+  bl__close(&fs_sock);
+  fs_pid = 0;
+  pthread_mutex_unlock(&mu);
+  return p;
+}

@@ -1,0 +1,65 @@
+/* startmethod.h: the start-method layer behind Process (and, later, the
+ * pool's workers): method resolution (context.c), spawn's re-exec
+ * (spawn.c), the forkserver client (forkserver.c). Never installed. */
+#ifndef BL_STARTMETHOD_H
+#define BL_STARTMETHOD_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+enum bl__method { BL__M_FORK = 0, BL__M_SPAWN = 1, BL__M_FORKSERVER = 2 };
+
+/* name NULL -> the default method (fixing it, like billiard's default
+ * context); else the named one. The method, or -EINVAL. */
+int bl__method_resolve(const char *name);
+const char *bl__method_name(int method);
+
+/* Copies of the settings (free() them); NULL when unset. */
+char *bl__context_executable(void);
+/* NULL-terminated malloc'd array of malloc'd names (bl__strv_free), or
+ * NULL when empty. */
+char **bl__context_preload(void);
+void bl__strv_free(char **v);
+
+/* The bootstrap a spawn or forkserver child needs: what to run. */
+typedef struct bl__boot {
+  const char *target, *name;
+  const void *arg;
+  size_t len;
+  pid_t parent; /* the process that started it (bl_parent_process) */
+} bl__boot_t;
+
+/* Serialise b into one malloc'd buffer / parse it back into *b, whose
+ * strings live in *owned (malloc'd, NUL-terminated; free it after use).
+ * 0, -ENOMEM, BL_EPROTOCOL. */
+int bl__boot_encode(const bl__boot_t *b, void **buf, size_t *len);
+int bl__boot_decode(const void *buf, size_t len, bl__boot_t *b, char **owned);
+/* In a started child: look the target up, report on status_w (int32 0 or
+ * the error), record the Process identity, run, tear down, exit. buf is
+ * freed before the target runs' exit. Never returns. */
+_Noreturn void bl__boot_run(const bl__boot_t *b, int status_w, void *buf);
+/* Re-execute the program image with the environment variable marker
+ * ("NAME=value") added; on failure write -errno to status_w and exit. */
+_Noreturn void bl__exec_self(const char *marker, int status_w);
+/* The forkserver's main loop, entered from spawn.c's constructor in the
+ * re-executed server image. Never returns. */
+_Noreturn void bl__forkserver_main(int sock, int status_w);
+
+/* In a child just made by bl__fork (spawn): re-execute the program image
+ * so that libbilliard's constructor runs b's target there. status_w is
+ * the start-status fd: the new image writes an int32 0 once it found the
+ * target (then runs it), or its error (BL_ENOTFOUND); an exec failure is
+ * written here as -errno. Never returns. */
+_Noreturn void bl__spawn_exec(const bl__boot_t *b, int status_w);
+
+/* Ask this process's forkserver (started on first use) for a child that
+ * runs b; it reports its start status on status_w (as above; the fd is
+ * passed to the server and may be closed by the caller afterwards). The
+ * child is a child of the caller (CLONE_PARENT): reap it with waitpid.
+ * 0 and *pid, or -errno / BL_ENOTFOUND / BL_EPROCESS (server start). */
+int bl__forkserver_start(const bl__boot_t *b, int status_w, pid_t *pid);
+/* Stop the server (also done at exit). Returns its pid before, 0 if none. */
+pid_t bl__forkserver_stop(void);
+pid_t bl__forkserver_pid(void);
+
+#endif /* BL_STARTMETHOD_H */

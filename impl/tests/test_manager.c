@@ -1,0 +1,261 @@
+/* test_manager.c: SyncManager lifecycle, shared dict/list/Namespace/Value
+ * used from several processes, Lock/Queue/Event through the server,
+ * authentication, and a dead manager seen by proxies. */
+#include <criterion/criterion.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <billiard/errors.h>
+#include <billiard/manager.h>
+
+#include "helpers.h"
+#include "internal.h"
+
+static bl_manager_t *start_manager(void) {
+  bl_manager_t *m = NULL;
+  cr_assert_eq(bl_manager_new(&m, NULL), 0);
+  cr_assert_eq(bl_manager_start(m), 0);
+  return m;
+}
+
+/* Get key as a string (for checks); NULL when missing. Caller frees. */
+static char *dget(bl_proxy_t *d, const char *key) {
+  void *v = NULL;
+  size_t n = 0;
+  if (bl_dict_get(d, key, &v, &n)) return NULL;
+  char *s = malloc(n + 1);
+  memcpy(s, v, n);
+  s[n] = 0;
+  free(v);
+  return s;
+}
+
+Test(manager, lifecycle_and_idempotent_shutdown) {
+  bl_manager_t *m = start_manager();
+  cr_expect_gt(bl_manager_pid(m), 0);
+  cr_expect_eq(bl_manager_address(m)[0], '@');
+  cr_expect_eq(bl_manager_start(m), BL_ESTATE);
+  bl_proxy_t *d = NULL;
+  cr_assert_eq(bl_manager_dict(m, &d), 0);
+  cr_expect_eq(bl_dict_set(d, "k", "v", 1), 0);
+  cr_expect_eq(bl_manager_shutdown(m), 0);
+  cr_expect_eq(bl_manager_shutdown(m), 0);
+  void *v = NULL;
+  size_t n;
+  cr_expect_eq(bl_dict_get(d, "k", &v, &n), BL_ENOTRUNNING);
+  cr_expect_eq(bl_manager_start(m), BL_ESTATE);
+  bl_proxy_free(&d);
+  cr_expect_null(d);
+  bl_manager_free(&m);
+  cr_expect_null(m);
+  bl_manager_options_t o;
+  bl_manager_options_init(&o);
+  o.authkey = "k";
+  o.authkey_len = 0;
+  cr_expect_eq(bl_manager_new(&m, &o), -EINVAL);
+}
+
+Test(manager, dict_round_trip_from_two_children) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *d = NULL;
+  cr_assert_eq(bl_manager_dict(m, &d), 0);
+  cr_assert_eq(bl_dict_set(d, "from-parent", "P", 1), 0);
+  pid_t c[2];
+  for (int i = 0; i < 2; i++) {
+    c[i] = t_fork();
+    cr_assert_geq(c[i], 0);
+    if (c[i] == 0) {
+      /* Each child opens its own connection with the inherited handle. */
+      char key[16], val[16];
+      snprintf(key, sizeof key, "child%d", i);
+      snprintf(val, sizeof val, "pid%d", (int)getpid());
+      int rc = bl_dict_set(d, key, val, strlen(val)) ? 1 : 0;
+      char *p = dget(d, "from-parent");
+      if (!p || strcmp(p, "P") != 0) rc = 2;
+      free(p);
+      t_exit(rc);
+    }
+  }
+  for (int i = 0; i < 2; i++) cr_expect_eq(t_wait_exit(c[i]), 0);
+  size_t n = 0;
+  cr_expect_eq(bl_dict_len(d, &n), 0);
+  cr_expect_eq(n, 3);
+  for (int i = 0; i < 2; i++) {
+    char key[16], want[16];
+    snprintf(key, sizeof key, "child%d", i);
+    snprintf(want, sizeof want, "pid%d", (int)c[i]);
+    char *got = dget(d, key);
+    cr_expect(got && strcmp(got, want) == 0, "%s = %s", key, got ? got : "(missing)");
+    free(got);
+  }
+  cr_expect_eq(bl_dict_del(d, "child0"), 0);
+  cr_expect_eq(bl_dict_del(d, "child0"), BL_ENOTFOUND);
+  void *v = NULL;
+  cr_expect_eq(bl_dict_get(d, "child0", &v, &n), BL_ENOTFOUND);
+  cr_expect_eq(bl_list_append(d, "x", 1), -EINVAL); /* wrong kind */
+  bl_proxy_free(&d);
+  bl_manager_free(&m);
+}
+
+Test(manager, list_namespace_value_from_children) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *l = NULL, *ns = NULL, *val = NULL;
+  cr_assert_eq(bl_manager_list(m, &l), 0);
+  cr_assert_eq(bl_manager_namespace(m, &ns), 0);
+  cr_assert_eq(bl_manager_value(m, &val, "init", 4), 0);
+  pid_t c[2];
+  for (int i = 0; i < 2; i++) {
+    c[i] = t_fork();
+    cr_assert_geq(c[i], 0);
+    if (c[i] == 0) {
+      char b = (char)('a' + i);
+      int rc = bl_list_append(l, &b, 1) ? 1 : 0;
+      if (i == 0 && bl_namespace_set(ns, "x", "42", 2)) rc = 2;
+      if (i == 1 && bl_mvalue_set(val, "changed", 7)) rc = 3;
+      t_exit(rc);
+    }
+  }
+  for (int i = 0; i < 2; i++) cr_expect_eq(t_wait_exit(c[i]), 0);
+  size_t n = 0;
+  cr_expect_eq(bl_list_len(l, &n), 0);
+  cr_expect_eq(n, 2);
+  void *v = NULL;
+  cr_assert_eq(bl_list_get(l, -1, &v, &n), 0);
+  cr_expect_eq(n, 1);
+  free(v);
+  cr_expect_eq(bl_list_get(l, 2, &v, &n), -ERANGE);
+  cr_expect_eq(bl_list_get(l, -3, &v, &n), -ERANGE);
+  cr_expect_eq(bl_list_set(l, 0, "zz", 2), 0);
+  cr_assert_eq(bl_list_get(l, 0, &v, &n), 0);
+  cr_expect(n == 2 && memcmp(v, "zz", 2) == 0);
+  free(v);
+  cr_assert_eq(bl_namespace_get(ns, "x", &v, &n), 0);
+  cr_expect(n == 2 && memcmp(v, "42", 2) == 0);
+  free(v);
+  cr_expect_eq(bl_namespace_get(ns, "y", &v, &n), BL_ENOTFOUND);
+  cr_assert_eq(bl_mvalue_get(val, &v, &n), 0);
+  cr_expect(n == 7 && memcmp(v, "changed", 7) == 0);
+  free(v);
+  bl_proxy_free(&l);
+  bl_proxy_free(&ns);
+  bl_proxy_free(&val);
+  bl_manager_free(&m);
+}
+
+Test(manager, lock_through_manager) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *lk = NULL;
+  cr_assert_eq(bl_manager_lock(m, &lk), 0);
+  cr_assert_eq(bl_mlock_acquire(lk, -1), 0);
+  int p[2];
+  cr_assert_eq(bl__pipe(p), 0);
+  pid_t c = t_fork();
+  cr_assert_geq(c, 0);
+  if (c == 0) {
+    int rc = 0;
+    if (bl_mlock_acquire(lk, 0) != BL_ETIMEOUT) rc = 1;
+    if (bl_mlock_acquire(lk, 50) != BL_ETIMEOUT) rc = 2;
+    char ok = 1;
+    (void)bl__write_full(p[1], &ok, 1); /* parent may release now */
+    if (rc == 0 && bl_mlock_acquire(lk, 60000) != 0) rc = 3;
+    if (rc == 0 && bl_mlock_release(lk) != 0) rc = 4;
+    t_exit(rc);
+  }
+  char ok;
+  cr_assert_eq(bl__read_full(p[0], &ok, 1), 0);
+  cr_expect_eq(bl_mlock_release(lk), 0);
+  cr_expect_eq(t_wait_exit(c), 0);
+  cr_expect_eq(bl_mlock_release(lk), BL_EOVERRELEASE);
+  close(p[0]);
+  close(p[1]);
+  bl_proxy_free(&lk);
+  bl_manager_free(&m);
+}
+
+Test(manager, queue_and_event_through_manager) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *q = NULL, *ev = NULL;
+  cr_assert_eq(bl_manager_queue(m, &q), 0);
+  cr_assert_eq(bl_manager_event(m, &ev), 0);
+  void *v = NULL;
+  size_t n = 0;
+  cr_expect_eq(bl_mqueue_get(q, &v, &n, 20), BL_EEMPTY);
+  cr_expect_eq(bl_mevent_is_set(ev), 0);
+  cr_expect_eq(bl_mevent_wait(ev, 20), 0);
+  pid_t c = t_fork();
+  cr_assert_geq(c, 0);
+  if (c == 0) {
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0; i++)
+      if (bl_mqueue_put(q, &i, sizeof i)) rc = 1;
+    if (rc == 0 && bl_mevent_set(ev)) rc = 2;
+    t_exit(rc);
+  }
+  for (int i = 0; i < 3; i++) {
+    cr_assert_eq(bl_mqueue_get(q, &v, &n, 60000), 0);
+    int got = -1;
+    cr_assert_eq(n, sizeof got);
+    memcpy(&got, v, sizeof got);
+    free(v);
+    cr_expect_eq(got, i);
+  }
+  cr_expect_eq(bl_mevent_wait(ev, 60000), 1);
+  cr_expect_eq(bl_mevent_is_set(ev), 1);
+  cr_expect_eq(bl_mevent_clear(ev), 0);
+  cr_expect_eq(bl_mevent_is_set(ev), 0);
+  cr_expect_eq(t_wait_exit(c), 0);
+  cr_expect_eq(bl_mqueue_size(q, &n), 0);
+  cr_expect_eq(n, 0);
+  bl_proxy_free(&q);
+  bl_proxy_free(&ev);
+  bl_manager_free(&m);
+}
+
+Test(manager, authkey_checked_on_connect) {
+  bl_manager_options_t o;
+  bl_manager_options_init(&o);
+  o.authkey = "secret";
+  o.authkey_len = 6;
+  bl_manager_t *m = NULL, *other = NULL;
+  cr_assert_eq(bl_manager_new(&m, &o), 0);
+  cr_assert_eq(bl_manager_start(m), 0);
+  bl_proxy_t *d = NULL, *d2 = NULL;
+  cr_assert_eq(bl_manager_dict(m, &d), 0);
+  cr_assert_eq(bl_dict_set(d, "k", "v", 1), 0);
+
+  cr_expect_eq(bl_manager_connect(&other, bl_manager_address(m), "wrong", 5), BL_EAUTH);
+  cr_expect_null(other);
+  cr_assert_eq(bl_manager_connect(&other, bl_manager_address(m), "secret", 6), 0);
+  cr_assert_eq(bl_proxy_attach(other, bl_proxy_id(d), &d2), 0);
+  char *s = dget(d2, "k");
+  cr_expect(s && strcmp(s, "v") == 0);
+  free(s);
+  cr_expect_eq(bl_proxy_attach(other, 9999, &d2), BL_ENOTFOUND);
+  cr_expect_eq(bl_manager_shutdown(other), BL_ESTATE); /* not the owner */
+  bl_proxy_free(&d2);
+  bl_manager_free(&other);
+  bl_proxy_free(&d);
+  bl_manager_free(&m);
+}
+
+Test(manager, killed_manager_is_an_error_not_a_hang) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *d = NULL;
+  cr_assert_eq(bl_manager_dict(m, &d), 0);
+  cr_assert_eq(bl_dict_set(d, "k", "v", 1), 0);
+  pid_t srv = bl_manager_pid(m);
+  int pfd = bl__pidfd_open(srv);
+  cr_assert_geq(pfd, 0);
+  cr_assert_eq(kill(srv, SIGKILL), 0);
+  cr_assert_eq(bl__poll_fd(pfd, POLLIN, 30000), 1);
+  close(pfd);
+  /* The open connection breaks: EOFError; reconnecting is refused. */
+  cr_expect_eq(bl_dict_set(d, "k", "w", 1), BL_EEOF);
+  cr_expect_eq(bl_dict_set(d, "k", "w", 1), -ECONNREFUSED);
+  cr_expect_eq(bl_manager_shutdown(m), 0); /* reaps the dead server */
+  bl_proxy_free(&d);
+  bl_manager_free(&m);
+}
