@@ -18,6 +18,20 @@
 #include "fault.h"
 #include "internal.h"
 
+/* The start-method layer (context.c, spawn.c, forkserver.c) and the
+ * process-identity helpers (util.c) land separately; until both are in,
+ * Process is fork-only and has no identity hooks. */
+#if defined(__has_include)
+#if __has_include("startmethod.h")
+#define BL__HAVE_METHODS 1
+#include "startmethod.h"
+#endif
+#if __has_include("procinfo.h")
+#define BL__HAVE_PROCINFO 1
+#include "procinfo.h"
+#endif
+#endif
+
 enum state { ST_NEW, ST_STARTED, ST_CLOSED };
 
 struct bl_process {
@@ -26,6 +40,7 @@ struct bl_process {
   void *arg;
   size_t len;
   int daemon, grace_ms;
+  int method; /* 0 fork, 1 spawn, 2 forkserver (startmethod.h) */
   pid_t owner; /* the process that created this object (its parent) */
 
   pthread_mutex_t mu; /* guards the fields below */
@@ -182,14 +197,21 @@ BL_API int bl_process_new(bl_process_t **pp, const char *target,
   for (size_t i = 0; i < BL__ARRAY_SIZE(o->reserved); i++)
     BL_VALIDATE(o->reserved[i] == 0, -EINVAL);
   BL_VALIDATE(o->term_grace_ms >= 0, -EINVAL);
+#ifdef BL__HAVE_METHODS
+  /* NULL = the default method, which this fixes (billiard's context). */
+  int method = bl__method_resolve(o->start_method);
+  if (method < 0) return -EINVAL;
+#else
+  int method = 0;
   if (o->start_method && strcmp(o->start_method, "fork") != 0) {
     /* spawn/forkserver fit this API (the child looks the target up by
-     * name) but are not implemented; anything else is a caller error. */
+     * name) but are not built in; anything else is a caller error. */
     if (strcmp(o->start_method, "spawn") == 0 ||
         strcmp(o->start_method, "forkserver") == 0)
       return BL_ENOTSUPPORTED;
     return -EINVAL;
   }
+#endif
   pthread_once(&once, init_once);
 
   bl_process_t *p = calloc(1, sizeof *p);
@@ -199,6 +221,7 @@ BL_API int bl_process_new(bl_process_t **pp, const char *target,
   p->refs = 1;
   p->owner = getpid();
   p->daemon = !!o->daemon;
+  p->method = method;
   p->grace_ms = o->term_grace_ms ? o->term_grace_ms : 1000;
   p->target = bl__strdup(target);
   p->arg = malloc(len ? len : 1);
@@ -229,6 +252,9 @@ _Noreturn static void child_main(bl_process_t *p, int status_w) {
    * child is single-threaded here: no lock needed. */
   snprintf(identity, sizeof identity, "%.120s", p->ident);
   counter = 0;
+#ifdef BL__HAVE_PROCINFO
+  bl__procinfo_set(p->name, p->owner);
+#endif
 
   bl_target_fn fn = NULL;
   int32_t status = bl_lookup_target(p->target, &fn);
@@ -285,17 +311,37 @@ BL_API int bl_process_start(bl_process_t *p) {
   if (rc == 0) rc = bl__pipe(sp);
   if (rc) return rc;
 
-  pid_t pid = bl__fork(SIGKILL);
-  if (pid < 0) {
-    bl__close(&sp[0]);
+  pid_t pid;
+#ifdef BL__HAVE_METHODS
+  /* spawn and forkserver children find the target by name in a fresh
+   * image and report on the same status pipe (startmethod.h). */
+  bl__boot_t boot = {.target = p->target, .name = p->name, .arg = p->arg,
+                     .len = p->len, .parent = getpid()};
+  if (p->method == BL__M_FORKSERVER) {
+    rc = bl__forkserver_start(&boot, sp[1], &pid);
     bl__close(&sp[1]);
-    return (int)pid;
+    if (rc) {
+      bl__close(&sp[0]);
+      return rc;
+    }
+  } else
+#endif
+  {
+    pid = bl__fork(SIGKILL);
+    if (pid < 0) {
+      bl__close(&sp[0]);
+      bl__close(&sp[1]);
+      return (int)pid;
+    }
+    if (pid == 0) {
+      bl__close(&sp[0]);
+#ifdef BL__HAVE_METHODS
+      if (p->method == BL__M_SPAWN) bl__spawn_exec(&boot, sp[1]);
+#endif
+      child_main(p, sp[1]);
+    }
+    bl__close(&sp[1]);
   }
-  if (pid == 0) {
-    bl__close(&sp[0]);
-    child_main(p, sp[1]);
-  }
-  bl__close(&sp[1]);
 
   int pidfd = BL_FAULT("process/start/pidfd", EMFILE);
   if (pidfd == 0) pidfd = bl__pidfd_open(pid);
@@ -459,3 +505,45 @@ BL_API int bl_process_teardown(void) {
   sweep_detached();
   return total;
 }
+
+#ifdef BL__HAVE_PROCINFO
+/* For bl_active_children (util.c): reap exited children of this process's
+ * set, then list the live ones. */
+int bl__process_active(bl_process_info_t *out, size_t cap, size_t *n) {
+  pid_t me = getpid();
+  size_t cnt = 0;
+  pthread_mutex_lock(&set_mu);
+  for (bl_process_t *q = set_head; q; q = q->next)
+    if (q->owner == me) cnt++;
+  bl_process_t **all = calloc(cnt ? cnt : 1, sizeof *all);
+  if (!all) {
+    pthread_mutex_unlock(&set_mu);
+    return -ENOMEM;
+  }
+  size_t k = 0;
+  for (bl_process_t *q = set_head; q && k < cnt; q = q->next)
+    if (q->owner == me) {
+      q->refs++;
+      all[k++] = q;
+    }
+  pthread_mutex_unlock(&set_mu);
+  *n = 0;
+  int rc = 0;
+  for (size_t i = 0; i < k; i++) {
+    int r = reap(all[i], 0);
+    if (r < 0 && rc == 0) rc = r;
+    if (r == 0) {
+      if (*n < cap) {
+        out[*n].pid = all[i]->pid;
+        snprintf(out[*n].name, sizeof out[*n].name, "%s", all[i]->name);
+      }
+      (*n)++;
+    }
+  }
+  pthread_mutex_lock(&set_mu);
+  for (size_t i = 0; i < k; i++) unref_locked(all[i]);
+  pthread_mutex_unlock(&set_mu);
+  free(all);
+  return rc;
+}
+#endif

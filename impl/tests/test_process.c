@@ -335,10 +335,17 @@ Test(process, options_are_validated) {
   o.reserved[3] = 1;
   cr_expect_eq(bl_process_new(&p, "ret", NULL, 0, &o), -EINVAL);
   bl_process_options_init(&o);
+#if defined(__has_include) && __has_include("startmethod.h")
+  int want = 0; /* the start-method layer is built in (test_context.c) */
+#else
+  int want = BL_ENOTSUPPORTED;
+#endif
   o.start_method = "spawn";
-  cr_expect_eq(bl_process_new(&p, "ret", NULL, 0, &o), BL_ENOTSUPPORTED);
+  cr_expect_eq(bl_process_new(&p, "ret", NULL, 0, &o), want);
+  bl_process_free(&p);
   o.start_method = "forkserver";
-  cr_expect_eq(bl_process_new(&p, "ret", NULL, 0, &o), BL_ENOTSUPPORTED);
+  cr_expect_eq(bl_process_new(&p, "ret", NULL, 0, &o), want);
+  bl_process_free(&p);
   o.start_method = "vfork-please";
   cr_expect_eq(bl_process_new(&p, "ret", NULL, 0, &o), -EINVAL);
   o.start_method = "fork";
