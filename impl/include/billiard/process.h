@@ -2,8 +2,9 @@
  *
  * A process runs a target registered with bl_register_target() (task.h),
  * found BY NAME in the child, with a copy of the bytes given at creation.
- * Only the "fork" start method exists today; the name lookup in the child
- * keeps spawn/forkserver possible without an API change.
+ * The start method is fork unless options choose "spawn" or "forkserver"
+ * (or bl_set_start_method() changed the default, <billiard/context.h>);
+ * every method finds the target by name in the child.
  *
  * Exit codes follow billiard: the target's return value (0..255), or -N
  * when the child was killed by signal N (-9 after SIGKILL, -15 after
@@ -34,7 +35,7 @@ typedef struct bl_process_options {
   size_t size;              /* set by bl_process_options_init() */
   const char *name;         /* NULL = "Process-N" (N: per-parent counter); copied */
   int daemon;               /* non-zero: terminated by bl_process_teardown() */
-  const char *start_method; /* NULL or "fork"; "spawn"/"forkserver" -> BL_ENOTSUPPORTED */
+  const char *start_method; /* NULL = default (fork), "fork", "spawn", "forkserver" */
   int term_grace_ms;        /* teardown: SIGTERM, then SIGKILL after this; 0 = 1000 */
   uint64_t reserved[8];     /* must stay zero */
 } bl_process_options_t;
@@ -45,8 +46,9 @@ BL_API void bl_process_options_init(bl_process_options_t *o);
 /* Create an unstarted process that will run target(arg, len). target and
  * arg are copied (arg may be NULL when len is 0); o may be NULL for the
  * defaults. The name counter advances here, like billiard's constructor.
- * 0, -EINVAL (bad options, skipped _init, non-zero reserved), -ENOMEM,
- * BL_ENOTSUPPORTED (a start method other than fork). On error *p is NULL. */
+ * 0, -EINVAL (bad options, skipped _init, non-zero reserved, unknown
+ * start method), -ENOMEM, BL_ENOTSUPPORTED (spawn/forkserver in a build
+ * without the start-method layer). On error *p is NULL. */
 BL_API int bl_process_new(bl_process_t **p, const char *target, const void *arg,
                           size_t len, const bl_process_options_t *o);
 
