@@ -5,6 +5,8 @@
  * is the deterministic corpus replay that ./ci/test runs (suite fuzz); the
  * same target source links with -fsanitize=fuzzer for real fuzzing. */
 #include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +15,20 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* A hang is a finding too: name the input and fail fast instead of
+ * letting meson's timeout kill the whole replay. */
+static const char *current;
+static void on_alarm(int sig) {
+  static const char msg[] = "replay: input hangs (> 10 s): ";
+  (void)sig;
+  (void)!write(2, msg, sizeof msg - 1);
+  (void)!write(2, current, strlen(current));
+  (void)!write(2, "\n", 1);
+  _exit(1);
+}
+
 static int run_file(const char *path) {
+  current = path;
   FILE *f = fopen(path, "rb");
   if (!f) {
     perror(path);
@@ -37,7 +52,10 @@ static int run_file(const char *path) {
   uint8_t *exact = malloc(len ? len : 1);
   if (len) memcpy(exact, buf, len);
   free(buf);
+  signal(SIGALRM, on_alarm);
+  alarm(10);
   LLVMFuzzerTestOneInput(exact, len);
+  alarm(0);
   free(exact);
   return 0;
 }
