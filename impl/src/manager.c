@@ -372,6 +372,7 @@ static void *serve_conn(void *arg) {
     key[h.klen] = 0;
     if (h.op == OP_SHUTDOWN) {
       struct rep_hdr r = {0, 0};
+      free(f);
       (void)send_frame(fd, &r, sizeof r, NULL, 0);
       bl__child_exit(0); /* the whole server: other threads die with it */
     }
@@ -514,7 +515,10 @@ BL_API int bl_manager_start(bl_manager_t *m) {
   memcpy(S.key, m->key, m->klen);
   S.klen = m->klen;
   pid_t pid = bl__fork(SIGKILL);
-  if (pid == 0) server_main(lfd);
+  if (pid == 0) {
+    free(addr); /* the server never returns to free it */
+    server_main(lfd);
+  }
   close(lfd);
   if (pid < 0) {
     free(addr);

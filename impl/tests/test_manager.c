@@ -233,7 +233,9 @@ Test(manager, authkey_checked_on_connect) {
   char *s = dget(d2, "k");
   cr_expect(s && strcmp(s, "v") == 0);
   free(s);
-  cr_expect_eq(bl_proxy_attach(other, 9999, &d2), BL_ENOTFOUND);
+  bl_proxy_t *none = NULL;
+  cr_expect_eq(bl_proxy_attach(other, 9999, &none), BL_ENOTFOUND);
+  cr_expect_null(none);
   cr_expect_eq(bl_manager_shutdown(other), BL_ESTATE); /* not the owner */
   bl_proxy_free(&d2);
   bl_manager_free(&other);
