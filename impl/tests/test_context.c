@@ -299,3 +299,46 @@ Test(context, forkserver_dies_with_its_owner) {
   close(p[0]);
   close(p[1]);
 }
+
+static int t_block(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  pause();
+  return 0;
+}
+__attribute__((constructor)) static void reg_block(void) { bl_register_target("ctx/block", t_block); }
+
+Test(context, spawn_and_forkserver_children_take_signals) {
+  skip_under_valgrind();
+  const char *methods[] = {"spawn", "forkserver"};
+  for (int i = 0; i < 2; i++) {
+    bl_process_options_t o;
+    bl_process_options_init(&o);
+    o.start_method = methods[i];
+    bl_process_t *p = NULL;
+    cr_assert_eq(bl_process_new(&p, "ctx/block", NULL, 0, &o), 0);
+    cr_assert_eq(bl_process_start(p), 0);
+    cr_expect_eq(bl_process_is_alive(p), 1);
+    cr_expect_eq(bl_process_join(p, 10), BL_ETIMEOUT);
+    cr_assert_eq(bl_process_terminate(p), 0);
+    cr_assert_eq(bl_process_join(p, 30000), 0);
+    int code = 0;
+    cr_assert_eq(bl_process_exitcode(p, &code), 0);
+    cr_expect_eq(code, -SIGTERM, "%s: exit code %d", methods[i], code);
+    bl_process_free(&p);
+  }
+}
+
+Test(context, forkserver_socketpair_fault_point) {
+#ifndef FIU_ENABLE
+  cr_skip_test("fault injection not compiled in");
+#else
+  skip_under_valgrind();
+  fiu_init(0);
+  cr_assert_eq(fiu_enable("forkserver/start/socketpair", 1, (void *)(intptr_t)EMFILE,
+                          FIU_ONETIME), 0);
+  cr_expect_eq(run("forkserver", "ctx/ret", NULL, 0, NULL), -EMFILE);
+  cr_expect_eq(bl__forkserver_pid(), 0);
+  cr_expect_eq(run("forkserver", "ctx/ret", NULL, 0, NULL), 0);
+#endif
+}

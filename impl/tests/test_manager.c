@@ -14,6 +14,11 @@
 #include "helpers.h"
 #include "internal.h"
 
+#ifdef FIU_ENABLE
+#include <fiu-control.h>
+#include <fiu.h>
+#endif
+
 static bl_manager_t *start_manager(void) {
   bl_manager_t *m = NULL;
   cr_assert_eq(bl_manager_new(&m, NULL), 0);
@@ -260,4 +265,48 @@ Test(manager, killed_manager_is_an_error_not_a_hang) {
   cr_expect_eq(bl_manager_shutdown(m), 0); /* reaps the dead server */
   bl_proxy_free(&d);
   bl_manager_free(&m);
+}
+
+Test(manager, blocked_call_returns_when_manager_dies) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *q = NULL;
+  cr_assert_eq(bl_manager_queue(m, &q), 0);
+  pid_t srv = bl_manager_pid(m);
+  int p[2];
+  cr_assert_eq(bl__pipe(p), 0);
+  pid_t c = t_fork();
+  cr_assert_geq(c, 0);
+  if (c == 0) {
+    char b;
+    int rc = bl__read_full(p[0], &b, 1) == 0 && kill(srv, SIGKILL) == 0 ? 0 : 1;
+    t_exit(rc);
+  }
+  char b = 1;
+  cr_assert_eq(bl__write_full(p[1], &b, 1), 0);
+  void *v = NULL;
+  size_t n = 0;
+  /* Waits forever on a live manager: only the server's death ends it. */
+  cr_expect_eq(bl_mqueue_get(q, &v, &n, -1), BL_EEOF);
+  cr_expect_eq(t_wait_exit(c), 0);
+  cr_expect_eq(bl_manager_shutdown(m), 0);
+  close(p[0]);
+  close(p[1]);
+  bl_proxy_free(&q);
+  bl_manager_free(&m);
+}
+
+Test(manager, listen_fault_point) {
+#ifndef FIU_ENABLE
+  cr_skip_test("fault injection not compiled in");
+#else
+  fiu_init(0);
+  cr_assert_eq(fiu_enable("manager/start/listen", 1, (void *)(intptr_t)EADDRINUSE,
+                          FIU_ONETIME), 0);
+  bl_manager_t *m = NULL;
+  cr_assert_eq(bl_manager_new(&m, NULL), 0);
+  cr_expect_eq(bl_manager_start(m), -EADDRINUSE);
+  cr_expect_null(bl_manager_address(m));
+  cr_expect_eq(bl_manager_start(m), 0); /* nothing was left half-started */
+  bl_manager_free(&m);
+#endif
 }
