@@ -85,6 +85,11 @@ int bl__pool_defer(bl_pool_t *p, int kind, bl_result_t *job, pid_t pid,
   }
   if (job) atomic_fetch_add(&job->refs, 1);
   p->defs[p->ndefs++] = (struct bl__defer){kind, job, pid, status};
+  /* A step collects deferred callbacks when it ends. Outside the awake part
+   * of a step (a job resolved at submission, terminate_job of a queued
+   * job, ...) wake the driver so that they run promptly, not at its next
+   * unrelated wake-up (the kick is a no-op while a driver is awake). */
+  bl__pool_kick(p);
   return 0;
 }
 

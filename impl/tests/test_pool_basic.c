@@ -3,6 +3,7 @@
  * threads = 0 driven from the caller's own epoll loop. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <poll.h>
 #include <sys/epoll.h>
 
 #include "helpers.h"
@@ -528,3 +529,94 @@ static void concurrent(int threads_mode) {
  * turns driving the pool. */
 Test(pool_basic, concurrent_submitters_threads) { concurrent(1); }
 Test(pool_basic, concurrent_submitters_no_threads) { concurrent(0); }
+
+/* Callbacks of jobs resolved outside a step (at submission, or by
+ * terminate_job while queued) run promptly: the driver is woken. */
+static void prompt_ok(bl_result_t *r, const void *v, size_t l, void *user) {
+  (void)r, (void)v, (void)l;
+  char b = 'o';
+  if (write(*(int *)user, &b, 1) != 1) abort();
+}
+static void prompt_err(bl_result_t *r, const bl_error_info_t *e, void *user) {
+  (void)r, (void)e;
+  char b = 'e';
+  if (write(*(int *)user, &b, 1) != 1) abort();
+}
+
+static char wait_byte(int fd, int ms) {
+  struct pollfd pf = {.fd = fd, .events = POLLIN};
+  char b = 0;
+  if (poll(&pf, 1, ms) == 1 && read(fd, &b, 1) != 1) b = 0;
+  return b;
+}
+
+Test(pool_basic, empty_map_async_callback_runs_promptly_threads) {
+  bl_pool_t *p = t_pool(1, 1);
+  cr_assert_not_null(p);
+  int pp[2];
+  cr_assert_eq(pipe(pp), 0);
+  bl_apply_options_t ao;
+  bl_apply_options_init(&ao);
+  ao.callback = prompt_ok;
+  ao.user = &pp[1];
+  bl_result_t *r = NULL;
+  cr_assert_eq(bl_pool_map_async(p, "square", NULL, NULL, 0, &ao, &r), 0);
+  cr_expect_eq(bl_result_ready(r), 1);
+  /* The supervisor has nothing else to wake it: only the fix delivers. */
+  cr_expect_eq(wait_byte(pp[0], 10000), 'o');
+  bl_result_free(&r);
+  bl_pool_free(&p);
+  close(pp[0]);
+  close(pp[1]);
+}
+
+Test(pool_basic, empty_map_async_callback_runs_promptly_no_threads) {
+  bl_pool_t *p = t_pool(1, 0);
+  cr_assert_not_null(p);
+  int pp[2];
+  cr_assert_eq(pipe(pp), 0);
+  bl_apply_options_t ao;
+  bl_apply_options_init(&ao);
+  ao.callback = prompt_ok;
+  ao.user = &pp[1];
+  bl_result_t *r = NULL;
+  cr_assert_eq(bl_pool_map_async(p, "square", NULL, NULL, 0, &ao, &r), 0);
+  /* The caller's loop learns through the pool fd that a step is due. */
+  struct pollfd pf = {.fd = bl_pool_fd(p), .events = POLLIN};
+  cr_assert_eq(poll(&pf, 1, 10000), 1);
+  cr_assert_geq(bl_pool_step(p, 0), 0);
+  cr_expect_eq(wait_byte(pp[0], 0), 'o');
+  bl_result_free(&r);
+  bl_pool_free(&p);
+  close(pp[0]);
+  close(pp[1]);
+}
+
+Test(pool_basic, terminate_queued_job_error_callback_runs_promptly) {
+  bl_pool_t *p = t_pool(1, 1);
+  cr_assert_not_null(p);
+  int pp[2];
+  cr_assert_eq(pipe(pp), 0);
+  bl_result_t *busy = NULL, *q = NULL;
+  /* Occupies the only worker far longer than we wait below. */
+  cr_assert_eq(t_apply_int(p, "sleep", 20000, NULL, &busy), 0);
+  uint64_t end = t_now_ms() + 10000;
+  while (!bl_result_accepted(busy) && t_now_ms() < end) bl_result_wait(busy, 10);
+  cr_assert_eq(bl_result_accepted(busy), 1);
+  bl_apply_options_t ao;
+  bl_apply_options_init(&ao);
+  ao.error_callback = prompt_err;
+  ao.user = &pp[1];
+  cr_assert_eq(bl_pool_apply_async(p, "noop", NULL, 0, &ao, &q), 0);
+  /* No event tells when the supervisor has handled the submission and gone
+   * back to sleep; give it time, or its wake-up would deliver anyway. */
+  t_sleep_ms(200);
+  cr_assert_eq(bl_pool_terminate_job(p, q, 0), 0);
+  cr_expect_eq(bl_result_ready(q), 1);
+  cr_expect_eq(wait_byte(pp[0], 10000), 'e');
+  bl_result_free(&q);
+  bl_result_free(&busy);
+  bl_pool_free(&p);
+  close(pp[0]);
+  close(pp[1]);
+}
