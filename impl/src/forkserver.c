@@ -44,55 +44,90 @@ static int sock_send(int sock, const void *buf, size_t len) {
   return 0;
 }
 
-static int send_with_fd(int sock, const void *buf, size_t len, int fd) {
+#define MAX_PASS (1 + BL__BOOT_MAX_FDS) /* the status fd, then boot fds */
+
+static int send_with_fds(int sock, const void *buf, size_t len, const int *fds, size_t n) {
   union {
-    char b[CMSG_SPACE(sizeof(int))];
+    char b[CMSG_SPACE(sizeof(int) * MAX_PASS)];
     struct cmsghdr align;
   } u;
   memset(&u, 0, sizeof u);
   struct iovec iov = {(void *)buf, len};
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (fd >= 0) {
+  if (n) {
     m.msg_control = u.b;
-    m.msg_controllen = sizeof u.b;
+    m.msg_controllen = CMSG_SPACE(sizeof(int) * n);
     struct cmsghdr *c = CMSG_FIRSTHDR(&m);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
   }
-  ssize_t n;
-  do n = sendmsg(sock, &m, MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) return -errno;
-  /* The fd went with the first byte; the rest is plain data. */
-  return sock_send(sock, (const char *)buf + n, len - (size_t)n);
+  ssize_t r;
+  do r = sendmsg(sock, &m, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return -errno;
+  /* The fds went with the first bytes; the rest is plain data. */
+  return sock_send(sock, (const char *)buf + r, len - (size_t)r);
 }
 
-/* Receive exactly len bytes; *fd gets an attached fd (CLOEXEC) or -1. */
-static int recv_with_fd(int sock, void *buf, size_t len, int *fd) {
+/* Receive exactly len bytes; fds[0..*n) get the attached fds (CLOEXEC). */
+static int recv_with_fds(int sock, void *buf, size_t len, int *fds, size_t *n) {
   union {
-    char b[CMSG_SPACE(sizeof(int))];
+    char b[CMSG_SPACE(sizeof(int) * MAX_PASS)];
     struct cmsghdr align;
   } u;
   struct iovec iov = {buf, len};
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
                      .msg_controllen = sizeof u.b};
-  *fd = -1;
-  ssize_t n;
-  do n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) return -errno;
-  if (n == 0) return BL_EEOF;
+  *n = 0;
+  ssize_t r;
+  do r = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return -errno;
+  if (r == 0) return BL_EEOF;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-      memcpy(fd, CMSG_DATA(c), sizeof *fd);
-  if ((size_t)n < len) {
-    int rc = bl__read_full(sock, (char *)buf + n, len - (size_t)n);
-    if (rc) {
-      bl__close(fd);
-      return rc == BL_EEOF ? BL_EPROTOCOL : rc;
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      if (*n + k > MAX_PASS) k = MAX_PASS - *n;
+      memcpy(fds + *n, CMSG_DATA(c), k * sizeof(int));
+      *n += k;
     }
+  int rc = 0;
+  if ((m.msg_flags & MSG_CTRUNC) != 0) rc = BL_EPROTOCOL;
+  if (rc == 0 && (size_t)r < len) {
+    rc = bl__read_full(sock, (char *)buf + r, len - (size_t)r);
+    if (rc == BL_EEOF) rc = BL_EPROTOCOL;
+  }
+  if (rc) {
+    for (size_t i = 0; i < *n; i++) close(fds[i]);
+    *n = 0;
+  }
+  return rc;
+}
+
+/* In the new child: put the passed fds at the numbers the client had.
+ * First move everything above all targets, so no dup2 lands on an fd
+ * still to be moved (the status fd included). */
+static int place_fds(int *status, const int *got, const int *want, size_t n) {
+  int hi = *status;
+  for (size_t i = 0; i < n; i++) {
+    if (want[i] > hi) hi = want[i];
+    if (got[i] > hi) hi = got[i];
+  }
+  int moved[BL__BOOT_MAX_FDS];
+  int s = fcntl(*status, F_DUPFD_CLOEXEC, hi + 1);
+  if (s < 0) return -errno;
+  close(*status);
+  *status = s;
+  for (size_t i = 0; i < n; i++) {
+    moved[i] = fcntl(got[i], F_DUPFD_CLOEXEC, hi + 1);
+    if (moved[i] < 0) return -errno;
+    close(got[i]);
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (dup3(moved[i], want[i], O_CLOEXEC) < 0) return -errno;
+    close(moved[i]);
   }
   return 0;
 }
@@ -123,16 +158,18 @@ _Noreturn void bl__forkserver_main(int sock, int status_w) {
   if (status) bl__child_exit(1);
   for (;;) {
     uint64_t len = 0;
-    int cfd = -1;
-    int rc = recv_with_fd(sock, &len, sizeof len, &cfd);
+    int got[MAX_PASS];
+    size_t ngot = 0;
+    int rc = recv_with_fds(sock, &len, sizeof len, got, &ngot);
     if (rc) bl__child_exit(0); /* EOF: the client is done (or gone) */
+    int cfd = ngot ? got[0] : -1;
     char *raw = len && len <= MAX_REQUEST ? malloc(len) : NULL;
     bl__boot_t b;
     char *owned = NULL;
     int32_t reply = raw ? bl__read_full(sock, raw, len) : BL_EPROTOCOL;
     if (reply == 0) reply = bl__boot_decode(raw, len, &b, &owned);
     free(raw);
-    if (reply == 0 && cfd < 0) reply = BL_EPROTOCOL;
+    if (reply == 0 && (cfd < 0 || ngot != 1 + b.nfds)) reply = BL_EPROTOCOL;
     if (reply == 0) {
       /* CLONE_PARENT: the child belongs to our parent, the client. The
        * exit signal is ours (SIGCHLD), so plain waitpid reaps it. */
@@ -142,12 +179,17 @@ _Noreturn void bl__forkserver_main(int sock, int status_w) {
         bl__close(&sock);
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != b.parent)
           bl__child_exit(1);
+        int32_t e = place_fds(&cfd, got + 1, b.fds, b.nfds);
+        if (e) {
+          (void)bl__write_full(cfd, &e, sizeof e);
+          bl__child_exit(1);
+        }
         bl__boot_run(&b, cfd, owned);
       }
       reply = pid < 0 ? -errno : (int32_t)pid;
     }
     free(owned);
-    bl__close(&cfd);
+    for (size_t i = 0; i < ngot; i++) close(got[i]);
     if (sock_send(sock, &reply, sizeof reply)) bl__child_exit(0);
   }
 }
@@ -246,7 +288,10 @@ int bl__forkserver_start(const bl__boot_t *b, int status_w, pid_t *pid) {
   if (rc == 0) {
     uint64_t n = len;
     int32_t reply = 0;
-    rc = send_with_fd(fs_sock, &n, sizeof n, status_w);
+    int pass[MAX_PASS];
+    pass[0] = status_w;
+    for (size_t i = 0; i < b->nfds; i++) pass[i + 1] = b->fds[i];
+    rc = send_with_fds(fs_sock, &n, sizeof n, pass, 1 + b->nfds);
     if (rc == 0) rc = sock_send(fs_sock, buf, len);
     if (rc == 0) rc = bl__read_full(fs_sock, &reply, sizeof reply);
     if (rc == 0 && reply <= 0) rc = reply ? reply : BL_EPROTOCOL;

@@ -32,20 +32,31 @@ extern char **environ;
 struct boot_hdr {
   uint32_t magic;
   int32_t parent;
-  uint32_t tlen, nlen;
+  uint32_t tlen, nlen, nfds, pad;
   uint64_t alen;
 };
 
 int bl__boot_encode(const bl__boot_t *b, void **buf, size_t *len) {
+  if (b->nfds > BL__BOOT_MAX_FDS || (b->nfds && !b->fds)) return -EINVAL;
   struct boot_hdr h = {BOOT_MAGIC, (int32_t)b->parent, (uint32_t)strlen(b->target),
-                       (uint32_t)strlen(b->name), (uint64_t)b->len};
-  size_t n = sizeof h + h.tlen + h.nlen + b->len;
+                       (uint32_t)strlen(b->name), (uint32_t)b->nfds, 0, (uint64_t)b->len};
+  size_t fl = b->nfds * sizeof(int32_t);
+  size_t n = sizeof h + h.tlen + h.nlen + fl + b->len;
   char *p = malloc(n);
   if (!p) return -ENOMEM;
-  memcpy(p, &h, sizeof h);
-  memcpy(p + sizeof h, b->target, h.tlen);
-  memcpy(p + sizeof h + h.tlen, b->name, h.nlen);
-  if (b->len) memcpy(p + sizeof h + h.tlen + h.nlen, b->arg, b->len);
+  char *q = p;
+  memcpy(q, &h, sizeof h);
+  q += sizeof h;
+  memcpy(q, b->target, h.tlen);
+  q += h.tlen;
+  memcpy(q, b->name, h.nlen);
+  q += h.nlen;
+  for (size_t i = 0; i < b->nfds; i++) {
+    int32_t fd = b->fds[i];
+    memcpy(q, &fd, sizeof fd);
+    q += sizeof fd;
+  }
+  if (b->len) memcpy(q, b->arg, b->len);
   *buf = p;
   *len = n;
   return 0;
@@ -55,24 +66,36 @@ int bl__boot_decode(const void *buf, size_t len, bl__boot_t *b, char **owned) {
   struct boot_hdr h;
   if (len < sizeof h) return BL_EPROTOCOL;
   memcpy(&h, buf, sizeof h);
+  size_t fl = (size_t)h.nfds * sizeof(int32_t);
   if (h.magic != BOOT_MAGIC || h.tlen == 0 || h.tlen > BL_TASK_NAME_MAX ||
-      h.nlen > 4096 || len - sizeof h < (size_t)h.tlen + h.nlen ||
-      h.alen != len - sizeof h - h.tlen - h.nlen)
+      h.nlen > 4096 || h.nfds > BL__BOOT_MAX_FDS ||
+      len - sizeof h < (size_t)h.tlen + h.nlen + fl ||
+      h.alen != len - sizeof h - h.tlen - h.nlen - fl)
     return BL_EPROTOCOL;
-  /* The wire has no NULs: copy into target\0name\0arg. */
+  /* The wire has no NULs or alignment: copy into fds, target\0name\0arg
+   * (the int array first, where malloc's alignment holds). */
   const char *p = (const char *)buf + sizeof h;
-  char *c = malloc((size_t)h.tlen + h.nlen + 2 + (h.alen ? h.alen : 1));
+  char *c = malloc(fl + (size_t)h.tlen + h.nlen + 2 + (h.alen ? h.alen : 1));
   if (!c) return -ENOMEM;
-  memcpy(c, p, h.tlen);
-  c[h.tlen] = 0;
-  memcpy(c + h.tlen + 1, p + h.tlen, h.nlen);
-  c[h.tlen + 1 + h.nlen] = 0;
-  if (h.alen) memcpy(c + h.tlen + h.nlen + 2, p + h.tlen + h.nlen, h.alen);
+  int *fds = (int *)(void *)c;
+  for (size_t i = 0; i < h.nfds; i++) {
+    int32_t fd;
+    memcpy(&fd, p + h.tlen + h.nlen + i * sizeof fd, sizeof fd);
+    fds[i] = fd;
+  }
+  char *t = c + fl;
+  memcpy(t, p, h.tlen);
+  t[h.tlen] = 0;
+  memcpy(t + h.tlen + 1, p + h.tlen, h.nlen);
+  t[h.tlen + 1 + h.nlen] = 0;
+  if (h.alen) memcpy(t + h.tlen + h.nlen + 2, p + h.tlen + h.nlen + fl, h.alen);
   b->parent = h.parent;
-  b->target = c;
-  b->name = c + h.tlen + 1;
-  b->arg = c + h.tlen + h.nlen + 2;
+  b->target = t;
+  b->name = t + h.tlen + 1;
+  b->arg = t + h.tlen + h.nlen + 2;
   b->len = (size_t)h.alen;
+  b->fds = h.nfds ? fds : NULL;
+  b->nfds = h.nfds;
   *owned = c;
   return 0;
 }
@@ -143,6 +166,11 @@ _Noreturn void bl__spawn_exec(const bl__boot_t *b, int status_w) {
   int mfd = -1;
   char marker[64];
   if ((err = bl__boot_encode(b, &buf, &len))) goto fail;
+  for (size_t i = 0; i < b->nfds; i++)
+    if (fcntl(b->fds[i], F_SETFD, 0) != 0) {
+      err = -errno;
+      goto fail;
+    }
   /* A memfd, not a pipe: the argument may exceed a pipe's capacity and
    * nobody would read it before the exec. Not CLOEXEC: it must cross. */
   mfd = memfd_create("billiard-spawn", 0);
@@ -222,5 +250,8 @@ __attribute__((constructor)) static void spawn_bootstrap(void) {
     (void)bl__write_full(status_w, &err, sizeof err);
     bl__child_exit(1);
   }
+  /* Passed fds crossed the exec without CLOEXEC: restore it, as a fork
+   * child would have them. */
+  for (size_t i = 0; i < boot.nfds; i++) fcntl(boot.fds[i], F_SETFD, FD_CLOEXEC);
   bl__boot_run(&boot, status_w, buf);
 }

@@ -27,7 +27,13 @@ typedef struct bl__boot {
   const void *arg;
   size_t len;
   pid_t parent; /* the process that started it (bl_parent_process) */
+  /* Fds the child gets at the same numbers (a pool worker's pipes, a
+   * Connection): kept across spawn's exec, sent by SCM_RIGHTS to the
+   * forkserver. They arrive close-on-exec, as bl__pipe made them. */
+  const int *fds;
+  size_t nfds; /* at most BL__BOOT_MAX_FDS */
 } bl__boot_t;
+#define BL__BOOT_MAX_FDS 32
 
 /* Serialise b into one malloc'd buffer / parse it back into *b, whose
  * strings live in *owned (malloc'd, NUL-terminated; free it after use).

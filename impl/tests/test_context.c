@@ -2,6 +2,9 @@
  * contexts, and Processes under spawn (re-exec; the target found by the
  * pre-main constructor) and forkserver (server, preload, cleanup). */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/wait.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -341,4 +344,64 @@ Test(context, forkserver_socketpair_fault_point) {
   cr_expect_eq(bl__forkserver_pid(), 0);
   cr_expect_eq(run("forkserver", "ctx/ret", NULL, 0, NULL), 0);
 #endif
+}
+
+/* arg: int n, then n fd numbers; fd i must be open, close-on-exec, and
+ * hold "fd<i>". 0 when all do. */
+static int t_read_fds(const void *arg, size_t len) {
+  int v[8];
+  if (len < sizeof(int) || len > sizeof v) return 20;
+  memcpy(v, arg, len);
+  if (v[0] < 0 || v[0] > 7) return 20;
+  for (int i = 0; i < v[0]; i++) {
+    int fd = v[1 + i];
+    char want[4] = {'f', 'd', (char)('0' + i), 0}, got[4] = {0};
+    if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC)) return 21 + i;
+    if (bl__read_full(fd, got, 3) != 0 || memcmp(got, want, 3) != 0) return 30 + i;
+  }
+  return 0;
+}
+__attribute__((constructor)) static void reg_fds(void) {
+  bl_register_target("ctx/read_fds", t_read_fds);
+}
+
+/* Start ctx/read_fds with two pipes' read ends passed through boot.fds
+ * (the pool's hook), under spawn or forkserver; its exit code. */
+static int run_with_fds(int method) {
+  int a[2], b[2], st[2];
+  cr_assert_eq(bl__pipe(a), 0);
+  cr_assert_eq(bl__pipe(b), 0);
+  cr_assert_eq(bl__pipe(st), 0);
+  cr_assert_eq(bl__write_full(a[1], "fd0", 3), 0);
+  cr_assert_eq(bl__write_full(b[1], "fd1", 3), 0);
+  int arg[3] = {2, a[0], b[0]};
+  int fds[2] = {a[0], b[0]};
+  bl__boot_t boot = {.target = "ctx/read_fds", .name = "fds", .arg = arg,
+                     .len = sizeof arg, .parent = getpid(), .fds = fds, .nfds = 2};
+  pid_t pid = 0;
+  if (method == BL__M_SPAWN) {
+    pid = bl__fork(SIGKILL);
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+      close(st[0]);
+      bl__spawn_exec(&boot, st[1]);
+    }
+  } else {
+    cr_assert_eq(bl__forkserver_start(&boot, st[1], &pid), 0);
+  }
+  close(st[1]);
+  int32_t status = 1;
+  cr_assert_eq(bl__read_full(st[0], &status, sizeof status), 0);
+  cr_expect_eq(status, 0);
+  int ws = 0;
+  cr_assert_eq(bl__waitpid(pid, &ws, 0), pid);
+  int fdsleft[] = {a[0], a[1], b[0], b[1], st[0]};
+  for (size_t i = 0; i < 5; i++) close(fdsleft[i]);
+  return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+}
+
+Test(context, spawn_and_forkserver_pass_fds_at_same_numbers) {
+  skip_under_valgrind();
+  cr_expect_eq(run_with_fds(BL__M_SPAWN), 0);
+  cr_expect_eq(run_with_fds(BL__M_FORKSERVER), 0);
 }
