@@ -93,6 +93,11 @@ int bl__pool_defer(bl_pool_t *p, int kind, bl_result_t *job, pid_t pid,
   return 0;
 }
 
+void bl__pool_notify(bl_pool_t *p) {
+  if (p->stepping && pthread_equal(p->stepper, pthread_self())) p->bcast = 1;
+  else if (p->nwaiters) pthread_cond_broadcast(&p->cv);
+}
+
 static int has_cb(const bl_result_t *r) {
   return r->ao.callback || r->ao.error_callback || r->timeout_set;
 }
@@ -106,7 +111,7 @@ static void resolve(bl_pool_t *p, bl_result_t *r, int code, const char *type,
   atomic_store_explicit(&r->ready, 1, memory_order_release);
   p->unresolved--;
   if (has_cb(r)) bl__pool_defer(p, BL__DEF_RESOLVED, r, 0, 0);
-  if (p->nwaiters) pthread_cond_broadcast(&p->cv);
+  bl__pool_notify(p);
 }
 
 void bl__pool_unit_done(bl_pool_t *p, struct bl__unit *u) {
@@ -122,7 +127,7 @@ static void imap_chunk_end(bl_pool_t *p, bl_result_t *r, uint32_t c) {
   if (r->done_order) r->done_order[r->ndone] = c;
   r->ndone++;
   if (r->ndone == r->nchunks) resolve(p, r, 0, NULL, NULL, NULL);
-  else if (p->nwaiters) pthread_cond_broadcast(&p->cv);
+  else bl__pool_notify(p);
 }
 
 void bl__pool_fail_unit(bl_pool_t *p, struct bl__unit *u, int code,
@@ -175,13 +180,13 @@ static void on_outcome(bl_pool_t *p, struct bl__unit *u, const bl__pw_hdr_t *h,
       resolve(p, r, BL_EPROTOCOL, NULL, "bad READY frame", NULL);
       return;
     }
-    r->buf1 = malloc(len ? len : 1);
-    if (!r->buf1) {
+    uint8_t *dst = r->small;
+    if (len > sizeof r->small && !(dst = r->buf1 = malloc(len))) {
       resolve(p, r, -ENOMEM, NULL, NULL, NULL);
       return;
     }
-    memcpy(r->buf1, it, len);
-    r->item1 = (struct bl__item){r->buf1, len};
+    if (len) memcpy(dst, it, len);
+    r->item1 = (struct bl__item){dst, len};
     resolve(p, r, 0, NULL, NULL, NULL);
     return;
   }

@@ -67,8 +67,9 @@ struct bl_result {
   /* apply jobs keep their one unit/item/buffers inline (one malloc) */
   struct bl__unit unit1;
   struct bl__item item1;
-  uint8_t *buf1;
+  uint8_t *buf1;              /* malloc'd result, NULL when in small */
   size_t off1, len1;
+  uint8_t small[32];          /* small apply results live here */
 };
 
 /* Shared page between the parent and one worker. */
@@ -141,6 +142,7 @@ struct bl_pool {
   int have_thread, quit, started, joined, init_rc;
   pthread_t th;
   int nwaiters;
+  int bcast;                  /* the step made progress waiters may need */
   uint64_t spawn_retry_at;     /* no spawn before (fork failure, backoff) */
   unsigned crash_streak;       /* counted exits since the last accepted job */
   bl__restart_t rs;
@@ -164,6 +166,9 @@ int bl__pool_on_readable(bl_pool_t *p, struct bl__worker *w);
 void bl__pool_fail_unit(bl_pool_t *p, struct bl__unit *u, int code,
                         const char *type, const char *msg);
 void bl__pool_unit_done(bl_pool_t *p, struct bl__unit *u);
+/* Waiters may have something to see: wake them now, or at the end of the
+ * step when this thread is stepping (after unlocking). Lock held. */
+void bl__pool_notify(bl_pool_t *p);
 void bl__pool_requeue_front(bl_pool_t *p, struct bl__unit *head,
                             struct bl__unit *tail, size_t n);
 void bl__pool_fail_queue(bl_pool_t *p, int code, const char *msg);

@@ -235,6 +235,7 @@ static void remove_worker(bl_pool_t *p, struct bl__worker *w) {
   }
   w->next_dead = p->dead;
   p->dead = w;
+  p->bcast = 1; /* join waits for the worker count */
 }
 
 void bl__sv_break(bl_pool_t *p, int code, const char *msg) {
@@ -521,13 +522,19 @@ int bl__sv_step(bl_pool_t *p, int timeout_ms) {
   if (p->tfd >= 0) arm_timer(p, bl__tl_timeout_ms(next, bl__pool_now(p), cap));
   p->awake = 0;
   p->stepping = 0;
-  if (p->nwaiters) pthread_cond_broadcast(&p->cv);
+  /* Wake waiters only when this step resolved something or changed what
+   * join waits for; without a supervisor thread every waiter is a
+   * potential driver and must learn that the step ended. The broadcast
+   * follows the unlock so that woken threads do not collide with us. */
+  int bc = p->nwaiters && (p->bcast || !p->have_thread || p->quit);
+  p->bcast = 0;
   struct bl__defer *defs = p->defs;
   size_t nd = p->ndefs;
   p->defs = NULL;
   p->ndefs = p->capdefs = 0;
   p->in_defs += nd > 0;
   pthread_mutex_unlock(&p->mu);
+  if (bc) pthread_cond_broadcast(&p->cv);
   if (nd) {
     bl__cb_depth++;
     run_defs(p, defs, nd);
