@@ -254,6 +254,8 @@ static int run_one(char **argv) {
   return rc;
 #else
   (void)argv;
+  (void)count_fds;
+  (void)count_children;
   return 77;
 #endif
 }
@@ -420,8 +422,8 @@ int main(int argc, char **argv) {
   if (argc >= 7 && strcmp(argv[1], "--run") == 0) return run_one(argv + 2);
 #ifndef FIU_ENABLE
   printf("fault-sweep: built without -Dfault_injection=true; skipping\n");
-  return 77;
-#else
+  if (getenv("BL_SWEEP_NOSKIP") == NULL) return 77; /* the rest still compiles */
+#endif
   opts_t o = {0};
   o.profiles = getenv("BL_FAULT_PROFILES") ? getenv("BL_FAULT_PROFILES") : SW_SRCDIR "/profiles";
   o.points = SW_SRCDIR "/points.txt";
@@ -511,5 +513,4 @@ int main(int argc, char **argv) {
          now_s() - t0, o.valgrind ? " (valgrind)" : "");
   printf("%ld passed, %ld failed\n", t.passed, t.failed);
   return t.failed ? 1 : 0;
-#endif
 }
