@@ -5,6 +5,7 @@
  * A job is resolved exactly once (resolve()), under the pool lock; its
  * callbacks run later, unlocked, from the deferred queue. */
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -238,6 +239,20 @@ static void on_ack(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
   }
 }
 
+void bl__pool_catch_up(bl_pool_t *p, struct bl__worker *w) {
+  if (!w->shm) return;
+  uint64_t s = atomic_load_explicit(&w->shm->started_seq, memory_order_acquire);
+  for (struct bl__unit *u = w->if_head; u && u->seq <= s; u = u->next) {
+    if (u->state != BL__U_SENT) continue;
+    u->early = 1;
+    on_ack(p, w, u);
+  }
+}
+
+static void catch_up_all(bl_pool_t *p) {
+  for (size_t i = 0; i < p->nw; i++) bl__pool_catch_up(p, p->w[i]);
+}
+
 /* Broken stream from a live worker: it cannot be trusted, kill it. */
 static void worker_protocol_error(bl_pool_t *p, struct bl__worker *w) {
   if (!w->doomed) {
@@ -265,25 +280,34 @@ int bl__pool_on_readable(bl_pool_t *p, struct bl__worker *w) {
         long fl = bl__pw_peek(w->in.p + w->in.off, w->in.len - w->in.off, &h);
         if (fl == 0) break;
         struct bl__unit *u = w->if_head;
+        /* In order: ACK (unless already taken from the shared page), then
+         * READY/FAIL, per unit. */
+        int ack = h.type == BL__PW_ACK;
         if (fl < 0 || !u || u->job->id != h.job || u->chunk != h.chunk ||
-            (h.type == BL__PW_ACK) != (u->state == BL__U_SENT)) {
+            (ack ? u->state != BL__U_SENT && !u->early
+                 : u->state == BL__U_SENT)) {
           rc = BL_EPROTOCOL;
           break;
         }
         const uint8_t *body = w->in.p + w->in.off + sizeof h;
         w->in.off += (size_t)fl;
         handled++;
-        if (h.type == BL__PW_ACK) {
-          on_ack(p, w, u);
+        if (ack) {
+          if (u->state == BL__U_SENT) on_ack(p, w, u);
+          else u->early = 0;
           continue;
         }
         w->if_head = u->next;
         if (!w->if_head) w->if_tail = NULL;
         w->nif--;
-        w->running = NULL;
-        bl__tl_stop(&w->tl);
-        if (w->running_resolved) w->running_resolved = 0; /* late: drop it */
-        else if (!u->cancelled) on_outcome(p, u, &h, body);
+        int drop = 0;
+        if (w->running == u) { /* an earlier unit's READY may follow a catch-up */
+          w->running = NULL;
+          bl__tl_stop(&w->tl);
+          drop = w->running_resolved; /* late: already failed by the limit */
+          w->running_resolved = 0;
+        }
+        if (!drop && !u->cancelled) on_outcome(p, u, &h, body);
         if (w->term_unit == u) w->term_unit = NULL;
         bl__pool_unit_done(p, u);
       }
@@ -364,10 +388,14 @@ static int send_unit(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
   bl_result_t *r = u->job;
   size_t i0 = (size_t)u->chunk * r->chunksize;
   size_t n = r->nitems - i0 < r->chunksize ? r->nitems - i0 : r->chunksize;
+  size_t at = w->out.len;
   int rc = bl__pw_put_task(&w->out, r->id, u->chunk, i0, r->task, r->args,
                            r->argoff, r->arglen, i0, (uint32_t)n);
   if (rc) return rc;
+  if (r->ao.accept_callback || r->soft_ms || r->hard_ms)
+    w->out.p[at + offsetof(bl__pw_hdr_t, flags)] = BL__PW_F_ACK;
   u->state = BL__U_SENT;
+  u->early = 0;
   u->seq = ++w->seq;
   u->next = NULL;
   if (w->if_tail) w->if_tail->next = u;
@@ -685,12 +713,27 @@ BL_API int bl_result_successful(const bl_result_t *r) {
   return r->code == 0;
 }
 
+/* A pending job may run without its ACK frame read yet (no accept
+ * callback, no limit): look at the workers' shared pages. A ready job's
+ * ACK was always read before its outcome (or it never started). */
+static void catch_up_pending(const bl_result_t *cr) {
+  bl_result_t *r = (bl_result_t *)cr;
+  if (atomic_load(&r->accepted) || atomic_load(&r->ready)) return;
+  pthread_mutex_lock(&r->pool->mu);
+  catch_up_all(r->pool);
+  pthread_mutex_unlock(&r->pool->mu);
+}
+
 BL_API int bl_result_accepted(const bl_result_t *r) {
-  return r ? atomic_load(&((bl_result_t *)r)->accepted) : 0;
+  if (!r) return 0;
+  catch_up_pending(r);
+  return atomic_load(&((bl_result_t *)r)->accepted);
 }
 
 BL_API pid_t bl_result_worker_pid(const bl_result_t *r) {
-  return r ? (pid_t)atomic_load(&((bl_result_t *)r)->pid) : 0;
+  if (!r) return 0;
+  catch_up_pending(r);
+  return (pid_t)atomic_load(&((bl_result_t *)r)->pid);
 }
 
 BL_API uint64_t bl_result_job_id(const bl_result_t *r) { return r ? r->id : 0; }
@@ -961,6 +1004,7 @@ BL_API int bl_pool_terminate_job(bl_pool_t *pool, bl_result_t *r, int sig) {
   if (sig == 0) sig = SIGTERM;
   BL_VALIDATE(sig > 0 && sig < NSIG, -EINVAL);
   pthread_mutex_lock(&pool->mu);
+  catch_up_all(pool); /* a unit running without an ACK frame yet */
   if (!atomic_load(&r->ready)) {
     char msg[16];
     snprintf(msg, sizeof msg, "%d", sig);
@@ -993,6 +1037,7 @@ BL_API int bl_pool_terminate_job_pid(bl_pool_t *pool, pid_t pid, uint64_t job,
   BL_VALIDATE(sig > 0 && sig < NSIG, -EINVAL);
   int rc = -ESRCH;
   pthread_mutex_lock(&pool->mu);
+  catch_up_all(pool);
   for (size_t i = 0; i < pool->nw; i++) {
     struct bl__worker *w = pool->w[i];
     if (w->pid != pid || !w->running || w->running->job->id != job ||

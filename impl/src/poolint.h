@@ -29,6 +29,7 @@ struct bl__unit {
   uint32_t chunk;
   uint8_t state;
   uint8_t cancelled;  /* terminate_job before it started: drop, don't run */
+  uint8_t early;      /* ACKED from the shared page; its ACK frame is due */
   uint64_t seq;       /* the worker's frame number while SENT/ACKED */
 };
 
@@ -74,7 +75,8 @@ struct bl_result {
 
 /* Shared page between the parent and one worker. */
 struct bl__wshm {
-  atomic_uint_fast64_t soft_seq; /* frame whose soft limit fired */
+  atomic_uint_fast64_t soft_seq;    /* frame whose soft limit fired */
+  atomic_uint_fast64_t started_seq; /* last frame the worker started */
 };
 
 enum { BL__TAG_RES = 1, BL__TAG_PID, BL__TAG_TASK, BL__TAG_EVENT, BL__TAG_TIMER };
@@ -166,6 +168,9 @@ int bl__pool_on_readable(bl_pool_t *p, struct bl__worker *w);
 void bl__pool_fail_unit(bl_pool_t *p, struct bl__unit *u, int code,
                         const char *type, const char *msg);
 void bl__pool_unit_done(bl_pool_t *p, struct bl__unit *u);
+/* Take the units w started whose ACK frame is not read yet from its shared
+ * page (loss, terminate_job, accepted()). Lock held. */
+void bl__pool_catch_up(bl_pool_t *p, struct bl__worker *w);
 /* Waiters may have something to see: wake them now, or at the end of the
  * step when this thread is stepping (after unlocking). Lock held. */
 void bl__pool_notify(bl_pool_t *p);

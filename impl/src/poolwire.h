@@ -18,7 +18,7 @@ enum { BL__PW_TASK = 1, BL__PW_STOP, BL__PW_ACK, BL__PW_READY, BL__PW_FAIL };
 typedef struct bl__pw_hdr {
   uint32_t len;      /* body bytes after this header */
   uint8_t type;
-  uint8_t pad;
+  uint8_t flags;     /* TASK: BL__PW_F_* */
   uint16_t namelen;  /* TASK: task name bytes at the start of the body */
   uint32_t chunk;    /* chunk index within the job (0 for apply) */
   uint32_t nitems;   /* TASK/READY: items in the body */
@@ -27,6 +27,10 @@ typedef struct bl__pw_hdr {
 } bl__pw_hdr_t;
 
 #define BL__PW_MAX_BODY (1u << 30)
+/* TASK flag: write the ACK frame before running (a time limit or an accept
+ * callback needs it at once). Without it the worker records the start in
+ * its shared page and the ACK travels with the next write. */
+#define BL__PW_F_ACK 1u
 
 /* A growable byte buffer; data is p[off, len). */
 typedef struct bl__buf {

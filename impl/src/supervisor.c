@@ -151,6 +151,7 @@ int bl__sv_spawn(bl_pool_t *p) {
     goto fail;
   }
   atomic_init(&w->shm->soft_seq, 0);
+  atomic_init(&w->shm->started_seq, 0);
   if ((rc = bl__pipe(tp)) || (rc = bl__pipe(rp))) goto fail;
   pid_t pid = bl__fork(SIGKILL);
   if (pid < 0) {
@@ -258,6 +259,7 @@ void bl__sv_break(bl_pool_t *p, int code, const char *msg) {
 static void on_worker_exit(bl_pool_t *p, struct bl__worker *w) {
   bl__pool_on_readable(p, w); /* results written before death count */
   bl__sv_close_res(p, w);
+  bl__pool_catch_up(p, w); /* it started one whose ACK never came */
   int st = 0, status = 0;
   /* bl__waitpid also forgets the death pipe that stands in for a pidfd
    * where pidfds are missing (valgrind). */

@@ -235,8 +235,14 @@ _Noreturn void bl__worker_main(const struct bl__worker_cfg *cfg) {
     if (h.type != BL__PW_TASK) leave(1);
     c.job = h.job;
     c.seq = ++seq;
+    /* Results already here must not wait behind this unit; a lone ACK
+     * waits for the READY unless the parent wants it now (limits, accept
+     * callback). The shared page tells a loss or terminate_job that this
+     * unit started, so it is written after everything before it. */
+    int prompt = (h.flags & BL__PW_F_ACK) || out.len > out.off;
     put_or_die(bl__pw_put_simple(&out, BL__PW_ACK, h.job, h.chunk));
-    flush(cfg->res_fd, &out);
+    if (prompt) flush(cfg->res_fd, &out);
+    atomic_store_explicit(&cfg->shm->started_seq, seq, memory_order_release);
     BL_FAULT_CRASH("worker/task/after-ack");
     run_unit(&h, body, &c, &out);
     done++;
