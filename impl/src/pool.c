@@ -554,6 +554,7 @@ static int enqueue(bl_pool_t *p, bl_result_t *r, bl_result_t **out) {
     bl__job_unref(r); /* no units: the pool's reference goes now */
     return 0;
   }
+  int was_empty = p->q_head == NULL;
   for (size_t c = 0; c < r->nchunks; c++) {
     struct bl__unit *u = &r->units[c];
     u->job = r;
@@ -565,7 +566,12 @@ static int enqueue(bl_pool_t *p, bl_result_t *r, bl_result_t **out) {
     p->q_tail = u;
   }
   p->qlen += r->nchunks;
-  bl__pool_kick(p);
+  /* Nothing queued before: hand the units to idle workers from this thread
+   * (the bookkeeping is under the pool lock, which we hold), saving the hop
+   * through the supervisor. With a backlog the driver batches (many frames
+   * per write), and dispatches again after each result. */
+  if (was_empty) bl__pool_dispatch(p);
+  if (p->q_head) bl__pool_kick(p);
   pthread_mutex_unlock(&p->mu);
   if (out) *out = r;
   return 0;
