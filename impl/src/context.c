@@ -20,6 +20,13 @@ static const bl_context_t contexts[] = {{BL__M_FORK}, {BL__M_SPAWN}, {BL__M_FORK
 static const char *const names[] = {"fork", "spawn", "forkserver", NULL};
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+/* A fork by another thread while mu is held must not leave it locked in
+ * the child, which uses it right away (procinfo, exec path, forkserver). */
+static void mu_lock(void) { pthread_mutex_lock(&mu); }
+static void mu_unlock(void) { pthread_mutex_unlock(&mu); }
+__attribute__((constructor)) static void mu_atfork(void) {
+  pthread_atfork(mu_lock, mu_unlock, mu_unlock);
+}
 static int chosen = -1; /* -1: not set yet */
 static char *executable;
 static char **preload;

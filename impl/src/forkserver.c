@@ -197,6 +197,13 @@ _Noreturn void bl__forkserver_main(int sock, int status_w) {
 /* ---- client side ---- */
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+/* The server itself is forked with mu held, so no prepare handler (it
+ * would deadlock); a child forked while some thread held mu gets a fresh
+ * one instead; it then sees fs_owner != getpid() and drops the copy. */
+static void mu_reinit(void) { pthread_mutex_init(&mu, NULL); }
+__attribute__((constructor)) static void mu_atfork(void) {
+  pthread_atfork(NULL, NULL, mu_reinit);
+}
 static int fs_sock = -1;
 static pid_t fs_pid, fs_owner;
 static pthread_once_t once = PTHREAD_ONCE_INIT;

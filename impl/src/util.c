@@ -18,6 +18,13 @@
 /* ---- identity ---- */
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+/* A fork by another thread while mu is held must not leave it locked in
+ * the child, which uses it right away (procinfo, exec path, forkserver). */
+static void mu_lock(void) { pthread_mutex_lock(&mu); }
+static void mu_unlock(void) { pthread_mutex_unlock(&mu); }
+__attribute__((constructor)) static void mu_atfork(void) {
+  pthread_atfork(mu_lock, mu_unlock, mu_unlock);
+}
 static char cur_name[BL_PROCESS_NAME_MAX] = "MainProcess";
 static pid_t parent_pid; /* 0 in the main process */
 
