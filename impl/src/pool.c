@@ -389,8 +389,11 @@ static int send_unit(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
   size_t i0 = (size_t)u->chunk * r->chunksize;
   size_t n = r->nitems - i0 < r->chunksize ? r->nitems - i0 : r->chunksize;
   size_t at = w->out.len;
-  int rc = bl__pw_put_task(&w->out, r->id, u->chunk, i0, r->task, r->args,
-                           r->argoff, r->arglen, i0, (uint32_t)n);
+  int rc = r->argv ? bl__pw_put_task_v(&w->out, r->id, u->chunk, i0, r->task,
+                                       r->argv, r->argvlen, i0, (uint32_t)n)
+                   : bl__pw_put_task(&w->out, r->id, u->chunk, i0, r->task,
+                                     r->args, r->argoff, r->arglen, i0,
+                                     (uint32_t)n);
   if (rc) return rc;
   if (r->ao.accept_callback || r->soft_ms || r->hard_ms)
     w->out.p[at + offsetof(bl__pw_hdr_t, flags)] = BL__PW_F_ACK;
@@ -490,12 +493,17 @@ void bl__pool_kick(bl_pool_t *p) {
 /* ------------------------------------------------------------- submit */
 
 static int copy_args(bl_result_t *r, const void *const *args,
-                     const size_t *lens, size_t n) {
+                     const size_t *lens, size_t n, int borrow) {
   size_t total = 0;
   for (size_t i = 0; i < n; i++) {
     if (!args[i] && lens[i]) return -EINVAL;
     if (lens[i] > BL__PW_MAX_BODY || total + lens[i] > SIZE_MAX / 2) return -EMSGSIZE;
     total += lens[i];
+  }
+  if (borrow && n) {
+    r->argv = args;
+    r->argvlen = lens;
+    return 0;
   }
   r->args = malloc(total ? total : 1);
   r->argoff = malloc((n ? n : 1) * sizeof *r->argoff);
@@ -603,7 +611,8 @@ BL_API int bl_pool_apply_async(bl_pool_t *pool, const char *task,
 
 static int submit_many(bl_pool_t *p, int kind, const char *task,
                        const void *const *args, const size_t *lens, size_t n,
-                       const bl_apply_options_t *ao, bl_result_t **out) {
+                       const bl_apply_options_t *ao, bl_result_t **out,
+                       int borrow) {
   BL_VALIDATE(p && task && (n == 0 || (args && lens)), -EINVAL);
   BL_VALIDATE(!ao || ao->size == sizeof *ao, -EINVAL);
   bl_task_fn fn;
@@ -616,7 +625,7 @@ static int submit_many(bl_pool_t *p, int kind, const char *task,
   r->chunksize = cs;
   r->nitems = n;
   r->nchunks = (n + cs - 1) / cs;
-  int rc = copy_args(r, args, lens, n);
+  int rc = copy_args(r, args, lens, n, borrow);
   size_t nc = r->nchunks ? r->nchunks : 1;
   if (rc == 0) {
     r->units = calloc(nc, sizeof *r->units);
@@ -781,7 +790,7 @@ BL_API int bl_pool_map_async(bl_pool_t *pool, const char *task,
                              const void *const *args, const size_t *lens,
                              size_t n, const bl_apply_options_t *ao,
                              bl_result_t **out) {
-  return submit_many(pool, BL__JOB_MAP, task, args, lens, n, ao, out);
+  return submit_many(pool, BL__JOB_MAP, task, args, lens, n, ao, out, 0);
 }
 
 BL_API int bl_pool_map(bl_pool_t *pool, const char *task,
@@ -790,7 +799,10 @@ BL_API int bl_pool_map(bl_pool_t *pool, const char *task,
                        bl_error_info_t *err) {
   BL_VALIDATE(out, -EINVAL);
   *out = NULL;
-  int rc = bl_pool_map_async(pool, task, args, lens, n, ao, out);
+  /* We wait until the job is ready, and no unit is encoded after that
+   * (pop_queue drops units of a ready job): TASK frames are encoded straight
+   * from the caller's arrays, without a copy of every item. */
+  int rc = submit_many(pool, BL__JOB_MAP, task, args, lens, n, ao, out, 1);
   if (rc) return rc;
   return bl_result_get(*out, -1, NULL, NULL, err);
 }
@@ -823,7 +835,7 @@ static int imap_new(bl_pool_t *pool, int kind, const char *task,
   BL_VALIDATE(out, -EINVAL);
   bl_imap_t *it = calloc(1, sizeof *it);
   if (!it) return -ENOMEM;
-  int rc = submit_many(pool, kind, task, args, lens, n, ao, &it->r);
+  int rc = submit_many(pool, kind, task, args, lens, n, ao, &it->r, 0);
   if (rc) {
     free(it);
     return rc;

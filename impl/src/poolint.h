@@ -48,6 +48,10 @@ struct bl_result {
   /* inputs: item i is args[argoff[i], +arglen[i]) */
   uint8_t *args;
   size_t *argoff, *arglen;
+  /* blocking map: the caller's own arrays, read until the job is ready
+   * (the caller waits that long); args is then NULL */
+  const void *const *argv;
+  const size_t *argvlen;
   size_t nitems, chunksize, nchunks;
   struct bl__unit *units;
   size_t units_open;          /* units not DONE; the pool's reference */

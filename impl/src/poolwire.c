@@ -47,6 +47,34 @@ static int put_hdr(bl__buf_t *b, uint8_t type, uint64_t job, uint32_t chunk,
   return bl__buf_append(b, &h, sizeof h);
 }
 
+int bl__pw_put_task_v(bl__buf_t *b, uint64_t job, uint32_t chunk,
+                      uint64_t first, const char *name,
+                      const void *const *args, const size_t *lens, size_t i0,
+                      uint32_t n) {
+  size_t nl = strlen(name), body = nl;
+  for (uint32_t i = 0; i < n; i++) body += 4 + lens[i0 + i];
+  if (body > BL__PW_MAX_BODY) return -EMSGSIZE;
+  int rc = bl__buf_reserve(b, sizeof(bl__pw_hdr_t) + body);
+  if (rc) return rc;
+  bl__pw_hdr_t h = {.len = (uint32_t)body, .type = BL__PW_TASK,
+                    .namelen = (uint16_t)nl, .chunk = chunk, .nitems = n,
+                    .job = job, .first = first};
+  uint8_t *p = b->p + b->len;
+  memcpy(p, &h, sizeof h);
+  p += sizeof h;
+  memcpy(p, name, nl);
+  p += nl;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t l = (uint32_t)lens[i0 + i];
+    memcpy(p, &l, 4);
+    p += 4;
+    if (l) memcpy(p, args[i0 + i], l);
+    p += l;
+  }
+  b->len += sizeof h + body;
+  return 0;
+}
+
 static bl__pw_hdr_t *hdr_at(bl__buf_t *b, size_t at) {
   return (bl__pw_hdr_t *)(void *)(b->p + at);
 }

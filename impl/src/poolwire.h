@@ -47,6 +47,11 @@ void bl__buf_free(bl__buf_t *b);
 int bl__pw_put_task(bl__buf_t *b, uint64_t job, uint32_t chunk, uint64_t first,
                     const char *name, const uint8_t *base, const size_t *off,
                     const size_t *lens, size_t i0, uint32_t n);
+/* The same from an array of argument pointers (items [i0, i0+n)). */
+int bl__pw_put_task_v(bl__buf_t *b, uint64_t job, uint32_t chunk,
+                      uint64_t first, const char *name,
+                      const void *const *args, const size_t *lens, size_t i0,
+                      uint32_t n);
 int bl__pw_put_simple(bl__buf_t *b, uint8_t type, uint64_t job, uint32_t chunk);
 /* READY built incrementally: begin, add items, end (patches the header). */
 int bl__pw_ready_begin(bl__buf_t *b, uint64_t job, uint32_t chunk, size_t *at);

@@ -624,3 +624,46 @@ Test(pool_basic, terminate_queued_job_error_callback_runs_promptly) {
   close(pp[0]);
   close(pp[1]);
 }
+
+/* Blocking map encodes straight from the caller's arrays: once it returns
+ * (here early, on a failing chunk, with most chunks still queued) nothing
+ * may read them again. The arrays are freed and poisoned; ASan/valgrind
+ * would see a late read, and the later jobs must still be right. */
+Test(pool_basic, blocking_map_never_reads_args_after_return) {
+  bl_pool_t *p = t_pool(2, 1);
+  cr_assert_not_null(p);
+  enum { N = 2000 };
+  int32_t **vals = malloc(N * sizeof *vals);
+  const void **args = malloc(N * sizeof *args);
+  size_t *lens = malloc(N * sizeof *lens);
+  cr_assert(vals && args && lens);
+  for (int i = 0; i < N; i++) {
+    vals[i] = malloc(sizeof **vals);
+    cr_assert_not_null(vals[i]);
+    *vals[i] = i;
+    args[i] = vals[i];
+    lens[i] = sizeof **vals;
+  }
+  bl_apply_options_t ao;
+  bl_apply_options_init(&ao);
+  ao.chunksize = 1;
+  bl_result_t *r = NULL;
+  cr_expect_eq(bl_pool_map(p, "fail3", args, lens, N, &ao, &r, NULL), BL_ETASK);
+  for (int i = 0; i < N; i++) {
+    *vals[i] = 3; /* a late read would fail more items, or touch freed memory */
+    free(vals[i]);
+  }
+  memset(lens, 0xff, N * sizeof *lens);
+  free(vals);
+  free(args);
+  free(lens);
+  for (int i = 0; i < 20; i++) {
+    bl_result_t *x = NULL;
+    int rc;
+    cr_assert_eq(t_apply_int(p, "square", i, NULL, &x), 0);
+    cr_expect_eq(t_get_int(x, &rc), i * i);
+    bl_result_free(&x);
+  }
+  bl_result_free(&r);
+  bl_pool_free(&p);
+}
