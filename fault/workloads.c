@@ -361,6 +361,72 @@ out:
   return S->bad ? 1 : 0;
 }
 
+/* ------------------------------------- spawn / forkserver start methods */
+/* A spawn child and the forkserver are fresh images of this program: their
+ * targets must be registered before libbilliard's constructor looks. */
+static int exit7(const void *arg, size_t len) {
+  return len == 3 && memcmp(arg, "abc", 3) == 0 ? 7 : 1;
+}
+__attribute__((constructor)) static void register_early(void) {
+  bl_register_target("sweep-exit7", exit7);
+}
+
+static int start_method_workload(const char *method) {
+  bl_process_options_t o;
+  bl_process_options_init(&o);
+  o.start_method = method;
+  bl_process_t *p = NULL;
+  int rc = bl_process_new(&p, "sweep-exit7", "abc", 3, &o);
+  if (rc) return error_ok(rc, "process_new") ? 0 : 1;
+  S->jobs++;
+  rc = bl_process_start(p);
+  if (rc) {
+    error_ok(rc, "start");
+  } else {
+    if (bl_process_join(p, 20000) != 0) {
+      note("child not joined in 20 s"), S->bad++;
+      bl_process_kill(p);
+      bl_process_join(p, -1);
+    }
+    int code = 0;
+    bl_process_exitcode(p, &code);
+    if (code == 7) S->ok++;
+    else note("%s child exit %d, want 7", method, code), S->bad++;
+  }
+  bl_process_free(&p);
+  return S->bad ? 1 : 0;
+}
+
+/* ------------------------------------------------------------ manager */
+static int manager_workload(void) {
+  bl_manager_t *m = NULL;
+  int rc = bl_manager_new(&m, NULL);
+  if (rc) return error_ok(rc, "manager_new") ? 0 : 1;
+  S->jobs++;
+  rc = bl_manager_start(m);
+  if (rc) {
+    error_ok(rc, "manager_start");
+    bl_manager_free(&m);
+    return S->bad ? 1 : 0;
+  }
+  bl_proxy_t *d = NULL;
+  void *v = NULL;
+  size_t len = 0;
+  if ((rc = bl_manager_dict(m, &d)) || (rc = bl_dict_set(d, "k", "value", 5)) ||
+      (rc = bl_dict_get(d, "k", &v, &len))) {
+    error_ok(rc, "dict");
+  } else if (len == 5 && memcmp(v, "value", 5) == 0) {
+    S->ok++;
+  } else {
+    note("dict returned the wrong value"), S->bad++;
+  }
+  free(v);
+  bl_proxy_free(&d);
+  if (bl_manager_shutdown(m) != 0) note("manager shutdown failed"), S->bad++;
+  bl_manager_free(&m);
+  return S->bad ? 1 : 0;
+}
+
 int sw_run_workload(const char *name, sw_shared_t *shared, const sw_accept_t *acc) {
   S = shared;
   ACC = acc;
@@ -368,6 +434,9 @@ int sw_run_workload(const char *name, sw_shared_t *shared, const sw_accept_t *ac
   if (strcmp(name, "pool-step") == 0) return pool_workload(0);
   if (strcmp(name, "process") == 0) return process_workload();
   if (strcmp(name, "queue") == 0) return queue_workload();
+  if (strcmp(name, "spawn") == 0) return start_method_workload("spawn");
+  if (strcmp(name, "forkserver") == 0) return start_method_workload("forkserver");
+  if (strcmp(name, "manager") == 0) return manager_workload();
   note("unknown workload %s", name);
   return 2;
 }
