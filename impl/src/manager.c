@@ -555,9 +555,9 @@ static int open_conn(bl_manager_t *m) {
   if (rc == 0) rc = deliver_challenge(fd, m->key, m->klen);
   if (rc) {
     close(fd);
-    /* The server closes on a failed challenge: EOF there means the key
-     * was refused too. */
-    return rc == BL_EEOF || rc == -EPIPE || rc == -ECONNRESET ? BL_EAUTH : rc;
+    /* A refused key arrives as #FAILURE# (BL_EAUTH); a connection that
+     * breaks during the challenge is a server dying under us. */
+    return rc == -EPIPE || rc == -ECONNRESET || rc == BL_EPROTOCOL ? BL_EEOF : rc;
   }
   m->conn = fd;
   m->conn_pid = getpid();

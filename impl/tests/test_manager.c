@@ -261,7 +261,10 @@ Test(manager, killed_manager_is_an_error_not_a_hang) {
   close(pfd);
   /* The open connection breaks: EOFError; reconnecting is refused. */
   cr_expect_eq(bl_dict_set(d, "k", "w", 1), BL_EEOF);
-  cr_expect_eq(bl_dict_set(d, "k", "w", 1), -ECONNREFUSED);
+  /* Refused once the socket is gone; BL_EEOF if the connect still raced
+   * the dying server's last moments (its death pipe can close first). */
+  int rc = bl_dict_set(d, "k", "w", 1);
+  cr_expect(rc == -ECONNREFUSED || rc == BL_EEOF, "got %d", rc);
   cr_expect_eq(bl_manager_shutdown(m), 0); /* reaps the dead server */
   bl_proxy_free(&d);
   bl_manager_free(&m);
