@@ -324,7 +324,14 @@ static void on_worker_exit(bl_pool_t *p, struct bl__worker *w) {
        * immediate. */
       unsigned k = p->crash_streak - 2;
       uint64_t ms = k >= 4 ? BL__BACKOFF_MAX_MS : (uint64_t)BL__BACKOFF_MS << k;
-      if (ms > BL__BACKOFF_MAX_MS) ms = BL__BACKOFF_MAX_MS;
+      /* Never slower than twice the rate the limiter allows, so that a
+       * crash loop still trips it (50 in 10 s: at most 100 ms apart). */
+      uint64_t cap = BL__BACKOFF_MAX_MS;
+      if (p->rs.max_r) {
+        uint64_t lim = p->rs.max_t_ns / BL__NS_PER_MS / (2 * (uint64_t)p->rs.max_r);
+        if (lim < cap) cap = lim ? lim : 1;
+      }
+      if (ms > cap) ms = cap;
       uint64_t at = now + ms * BL__NS_PER_MS;
       if (at > p->spawn_retry_at) p->spawn_retry_at = at;
     }

@@ -231,3 +231,31 @@ Test(pool_loss, crashing_initializer_without_limiter_terminate_resolves) {
   bl_result_free(&r);
   bl_pool_free(&p);
 }
+
+/* The crash-loop backoff never spaces restarts further apart than half
+ * the limiter's allowed interval: a limit of 20 in 2 s must still trip
+ * (a fixed 250 ms backoff, 8 per 2 s, never would). */
+Test(pool_loss, crash_loop_backoff_still_trips_a_loose_limiter) {
+  /* A rate test: under valgrind a restart alone takes longer than the
+   * 100 ms the limiter allows. */
+  if (t_under_valgrind()) cr_skip_test("restart rate too slow under valgrind");
+  bl_pool_options_t o;
+  bl_pool_options_init(&o);
+  o.processes = 1;
+  o.initializer = "init_fail";
+  o.max_restarts = 20;
+  o.max_restart_freq_ms = 2000;
+  bl_pool_t *p = NULL;
+  cr_assert_eq(bl_pool_new(&p, &o), 0);
+  bl_result_t *r = NULL;
+  int rc = bl_pool_apply_async(p, "noop", NULL, 0, NULL, &r);
+  if (rc == 0) {
+    cr_expect_eq(bl_result_get(r, 20000, NULL, NULL, NULL), BL_ERESTARTFREQ);
+    bl_result_free(&r);
+  } else {
+    cr_expect_eq(rc, BL_ENOTRUNNING); /* broke before the submit */
+  }
+  cr_expect_eq(bl_pool_join(p, 20000), BL_ERESTARTFREQ);
+  cr_expect_eq(bl_pool_state(p), BL_POOL_BROKEN);
+  bl_pool_free(&p);
+}
