@@ -23,7 +23,8 @@
  *
  * A dead manager: a call whose connection breaks returns BL_EEOF
  * (EOFError); a call that must connect while the manager is gone returns
- * -ECONNREFUSED (ConnectionRefusedError); after bl_manager_shutdown
+ * -ECONNREFUSED (ConnectionRefusedError; BL_EEOF if the connect races the
+ * dying server); after bl_manager_shutdown
  * every proxy call returns BL_ENOTRUNNING. No call hangs on a dead
  * manager. */
 #ifndef BILLIARD_MANAGER_H
