@@ -372,6 +372,9 @@ __attribute__((constructor)) static void register_early(void) {
 }
 
 static int start_method_workload(const char *method) {
+  /* Under valgrind /proc/self/exe is valgrind's tool, not this program:
+   * name the image explicitly (argv[0] is the absolute path the sweep ran). */
+  bl_set_executable(program_invocation_name);
   bl_process_options_t o;
   bl_process_options_init(&o);
   o.start_method = method;
