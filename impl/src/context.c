@@ -21,11 +21,12 @@ static const char *const names[] = {"fork", "spawn", "forkserver", NULL};
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 /* A fork by another thread while mu is held must not leave it locked in
- * the child, which uses it right away (procinfo, exec path, forkserver). */
-static void mu_lock(void) { pthread_mutex_lock(&mu); }
-static void mu_unlock(void) { pthread_mutex_unlock(&mu); }
+ * the child, which uses it right away (procinfo, exec path). The child
+ * gets a fresh mutex; no prepare handler, so nothing here can interfere
+ * with forks made from other atfork handlers. */
+static void mu_reinit(void) { pthread_mutex_init(&mu, NULL); }
 __attribute__((constructor)) static void mu_atfork(void) {
-  pthread_atfork(mu_lock, mu_unlock, mu_unlock);
+  pthread_atfork(NULL, NULL, mu_reinit);
 }
 static int chosen = -1; /* -1: not set yet */
 static char *executable;

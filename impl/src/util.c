@@ -19,11 +19,12 @@
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 /* A fork by another thread while mu is held must not leave it locked in
- * the child, which uses it right away (procinfo, exec path, forkserver). */
-static void mu_lock(void) { pthread_mutex_lock(&mu); }
-static void mu_unlock(void) { pthread_mutex_unlock(&mu); }
+ * the child, which uses it right away (procinfo, exec path). The child
+ * gets a fresh mutex; no prepare handler, so nothing here can interfere
+ * with forks made from other atfork handlers. */
+static void mu_reinit(void) { pthread_mutex_init(&mu, NULL); }
 __attribute__((constructor)) static void mu_atfork(void) {
-  pthread_atfork(mu_lock, mu_unlock, mu_unlock);
+  pthread_atfork(NULL, NULL, mu_reinit);
 }
 static char cur_name[BL_PROCESS_NAME_MAX] = "MainProcess";
 static pid_t parent_pid; /* 0 in the main process */
