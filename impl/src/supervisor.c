@@ -103,6 +103,17 @@ void bl__sv_signal(bl_pool_t *p, struct bl__worker *w, int sig) {
   if (w->pidfd >= 0) bl__pidfd_signal(w->pidfd, sig);
 }
 
+/* The hard limit's SIGTERM/SIGKILL: to the worker's whole process group
+ * when it leads one (a task called setpgid/setsid), so that the task's own
+ * children die too, as billiard does; else to the worker alone. The worker
+ * is not reaped while its pidfd is open, so its pid (= the group id) cannot
+ * have been recycled. */
+static void signal_tree(bl_pool_t *p, struct bl__worker *w, int sig) {
+  if (w->pidfd >= 0 && getpgid(w->pid) == w->pid && killpg(w->pid, sig) == 0)
+    return;
+  bl__sv_signal(p, w, sig);
+}
+
 void bl__sv_close_res(bl_pool_t *p, struct bl__worker *w) {
   if (!w->res_open) return;
   epoll_ctl(p->ep, EPOLL_CTL_DEL, w->res_fd, NULL);
@@ -387,7 +398,7 @@ static uint64_t apply_limits(bl_pool_t *p, uint64_t now) {
         bl__pool_fail_unit(p, w->running, BL_ETIMELIMIT, NULL, msg);
         w->running_resolved = 1;
         w->doomed = 1;
-        bl__sv_signal(p, w, SIGTERM);
+        signal_tree(p, w, SIGTERM);
         w->kill_at = now + (uint64_t)p->o.kill_grace_ms * BL__NS_PER_MS;
       }
       uint64_t t = bl__tl_next(&w->tl);
@@ -395,7 +406,7 @@ static uint64_t apply_limits(bl_pool_t *p, uint64_t now) {
     }
     if (w->kill_at != BL__TL_NEVER) {
       if (now >= w->kill_at) {
-        bl__sv_signal(p, w, SIGKILL);
+        signal_tree(p, w, SIGKILL);
         w->kill_at = BL__TL_NEVER;
       } else if (w->kill_at < next) {
         next = w->kill_at;

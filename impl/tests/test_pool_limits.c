@@ -4,6 +4,8 @@
 #include <criterion/criterion.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "helpers.h"
 #include "pool_tasks.h"
@@ -357,4 +359,53 @@ Test(pool_limits, hard_limit_in_callers_loop_threads_false) {
   cr_expect_eq(bl_result_get(r, 0, NULL, NULL, NULL), BL_ETIMELIMIT);
   bl_result_free(&r);
   bl_pool_free(&p);
+}
+
+/* A task that leads its own process group and forks a helper: the hard
+ * limit kills the whole group (billiard's killpg), so the helper dies too. */
+static int g_pidpipe = -1;
+static int tk_group_hang(bl_task_ctx_t *c, const void *a, size_t n) {
+  (void)c, (void)a, (void)n;
+  setpgid(0, 0);
+  /* No parent-death signal: only the group kill may end it. */
+  pid_t kid = bl__fork(0);
+  if (kid == 0) {
+    for (;;) pause();
+  }
+  int32_t v = (int32_t)kid;
+  if (write(g_pidpipe, &v, sizeof v) != sizeof v) bl__child_exit(3);
+  for (;;) pause();
+}
+
+Test(pool_limits, hard_limit_kills_the_workers_process_group) {
+  if (t_under_valgrind()) cr_skip_test("no pidfds for a grandchild under valgrind");
+  int pp[2];
+  cr_assert_eq(pipe(pp), 0);
+  g_pidpipe = pp[1]; /* inherited by the workers forked below */
+  bl_register_task("group_hang", tk_group_hang);
+  bl_pool_t *p = pool_with(1, NULL, NULL);
+  cr_assert_not_null(p);
+  bl_apply_options_t ao;
+  bl_apply_options_init(&ao);
+  ao.time_limit_ms = 300;
+  bl_result_t *r = NULL;
+  cr_assert_eq(bl_pool_apply_async(p, "group_hang", NULL, 0, &ao, &r), 0);
+  int32_t kid = 0;
+  struct pollfd pf = {.fd = pp[0], .events = POLLIN};
+  cr_assert_eq(poll(&pf, 1, 30000), 1);
+  cr_assert_eq(read(pp[0], &kid, sizeof kid), (ssize_t)sizeof kid);
+  cr_assert_gt(kid, 0);
+  int kfd = (int)syscall(SYS_pidfd_open, (pid_t)kid, 0);
+  cr_assert_geq(kfd, 0);
+  cr_expect_eq(bl_result_get(r, 30000, NULL, NULL, NULL), BL_ETIMELIMIT);
+  /* the helper, not our child, is gone: its pidfd turns readable */
+  struct pollfd kf = {.fd = kfd, .events = POLLIN};
+  int gone = poll(&kf, 1, 30000) == 1;
+  if (!gone) syscall(SYS_pidfd_send_signal, kfd, SIGKILL, NULL, 0); /* ours */
+  cr_expect(gone, "the task's child survived the hard limit");
+  close(kfd);
+  bl_result_free(&r);
+  bl_pool_free(&p);
+  close(pp[0]);
+  close(pp[1]);
 }
