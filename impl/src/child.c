@@ -36,6 +36,9 @@ int bl__in_child(void) { return in_child; }
  * pid to its read end; bl__pidfd_open() hands out dups of it. */
 static int have_pidfd = -1; /* -1 unknown, 0 no, 1 yes */
 static pthread_mutex_t dp_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Recursive: a pthread_atfork parent handler may fork again inside the
+ * window (same thread); only other threads must wait. */
+static pthread_mutex_t fork_mu = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 struct deathpipe {
   pid_t pid;
   int rfd;
@@ -103,7 +106,18 @@ pid_t bl__fork(int pdeathsig) {
   if (rc) return rc;
   pid_t parent = getpid();
   int dp[2] = {-1, -1};
-  if (!pidfd_supported() && pipe2(dp, O_CLOEXEC) != 0) return -errno;
+  int fallback = !pidfd_supported();
+  if (fallback) {
+    /* Between pipe2() and the parent's close of the write end, a fork in
+     * another thread would copy that write end into an unrelated child and
+     * hide this child's death until that one exits: serialise the window. */
+    pthread_mutex_lock(&fork_mu);
+    if (pipe2(dp, O_CLOEXEC) != 0) {
+      int e = errno;
+      pthread_mutex_unlock(&fork_mu);
+      return -e;
+    }
+  }
   /* Unflushed stdio would be written twice, once by each process. */
   fflush(NULL);
   pid_t pid = fork();
@@ -111,14 +125,20 @@ pid_t bl__fork(int pdeathsig) {
     int e = errno;
     bl__close(&dp[0]);
     bl__close(&dp[1]);
+    if (fallback) pthread_mutex_unlock(&fork_mu);
     return -e;
   }
   if (pid > 0) {
     bl__close(&dp[1]);
+    if (fallback) pthread_mutex_unlock(&fork_mu);
     if (dp[0] >= 0) dp_add(pid, dp[0]);
     return pid;
   }
   in_child = 1;
+  if (fallback) {
+    pthread_mutex_t fresh = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+    fork_mu = fresh; /* the forking thread held it; this copy starts free */
+  }
   /* The child keeps dp[1] open until it exits; its parent's table is not
    * its own, so forget inherited entries without closing the fds twice. */
   bl__close(&dp[0]);
