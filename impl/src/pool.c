@@ -1145,6 +1145,21 @@ BL_API int bl_pool_pids(bl_pool_t *pool, pid_t *pids, size_t cap) {
   return (int)n;
 }
 
+BL_API int bl_pool_worker_name(bl_pool_t *pool, pid_t pid, char *buf,
+                               size_t cap) {
+  BL_VALIDATE(pool && buf && cap, -EINVAL);
+  int rc = -ESRCH;
+  pthread_mutex_lock(&pool->mu);
+  for (size_t i = 0; i < pool->nw; i++) {
+    if (pool->w[i]->pid != pid) continue;
+    int n = snprintf(buf, cap, "ForkPoolWorker-%u", pool->w[i]->no);
+    rc = n >= 0 && (size_t)n < cap ? 0 : -ERANGE;
+    break;
+  }
+  pthread_mutex_unlock(&pool->mu);
+  return rc;
+}
+
 BL_API int bl_pool_fd(const bl_pool_t *pool) {
   BL_VALIDATE(pool && !pool->have_thread, -EINVAL);
   return pool->ep;

@@ -91,6 +91,7 @@ struct bl__tag {
 
 struct bl__worker {
   pid_t pid;
+  unsigned no;                /* N of its name, ForkPoolWorker-N */
   int pidfd, task_fd, res_fd;
   struct bl__wshm *shm;
   struct bl__unit *if_head, *if_tail; /* in flight, in pipe order */

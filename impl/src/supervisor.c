@@ -41,6 +41,9 @@
 #define BL__BACKOFF_MAX_MS 250
 #define BL__CUSTOM_CLOCK_CAP_MS 250
 
+/* N of ForkPoolWorker-N: every pool worker this process starts. */
+static atomic_uint worker_counter;
+
 static int ep_add(bl_pool_t *p, int fd, uint32_t ev, struct bl__tag *tag) {
   struct epoll_event e = {.events = ev, .data.ptr = tag};
   return epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &e) == 0 ? 0 : -errno;
@@ -192,6 +195,7 @@ int bl__sv_spawn(bl_pool_t *p) {
   bl__close(&tp[0]);
   bl__close(&rp[1]);
   w->pid = pid;
+  w->no = atomic_fetch_add(&worker_counter, 1) + 1;
   w->task_fd = tp[1];
   w->res_fd = rp[0];
   tp[1] = rp[0] = -1; /* now owned by w */

@@ -667,3 +667,34 @@ Test(pool_basic, blocking_map_never_reads_args_after_return) {
   bl_result_free(&r);
   bl_pool_free(&p);
 }
+
+static unsigned worker_no(bl_pool_t *p, pid_t pid) {
+  char name[64];
+  unsigned n = 0;
+  if (bl_pool_worker_name(p, pid, name, sizeof name) != 0) return 0;
+  if (sscanf(name, "ForkPoolWorker-%u", &n) != 1) return 0;
+  return n;
+}
+
+Test(pool_basic, worker_names_like_billiard_continue_across_pools) {
+  bl_pool_t *a = t_pool(2, 1);
+  cr_assert_not_null(a);
+  pid_t pa[2];
+  cr_assert_eq(bl_pool_pids(a, pa, 2), 2);
+  unsigned a0 = worker_no(a, pa[0]), a1 = worker_no(a, pa[1]);
+  cr_expect_gt(a0, 0);
+  cr_expect_gt(a1, 0);
+  cr_expect_neq(a0, a1);
+  bl_pool_t *b = t_pool(1, 0);
+  cr_assert_not_null(b);
+  pid_t pb;
+  cr_assert_eq(bl_pool_pids(b, &pb, 1), 1);
+  unsigned b0 = worker_no(b, pb);
+  cr_expect_gt(b0, a0 > a1 ? a0 : a1); /* one counter per process */
+  char small[8];
+  cr_expect_eq(bl_pool_worker_name(a, pa[0], small, sizeof small), -ERANGE);
+  cr_expect_eq(bl_pool_worker_name(a, pb, small, sizeof small), -ESRCH);
+  cr_expect_eq(bl_pool_worker_name(a, pa[0], NULL, 0), -EINVAL);
+  bl_pool_free(&b);
+  bl_pool_free(&a);
+}
