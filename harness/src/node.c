@@ -139,7 +139,7 @@ bc_node_t *bc_node_parse(const char *text, size_t len, char **err) {
   }
   yaml_parser_set_input_string(&ps.p, (const unsigned char *)text, len);
   yaml_event_t ev;
-  bool ok = true;
+  bool ok = true, ended = false;
   while (ok && !root) {
     if (!next_event(&ps, &ev)) break;
     switch (ev.type) {
@@ -151,6 +151,7 @@ bc_node_t *bc_node_parse(const char *text, size_t len, char **err) {
       yaml_mark_t m = {0, 0, 0};
       yaml_event_delete(&ev);
       root = node_new(BC_MAP, &m); /* empty file */
+      ended = true; /* libyaml yields no events after the stream's end */
       break;
     }
     default:
@@ -158,7 +159,7 @@ bc_node_t *bc_node_parse(const char *text, size_t len, char **err) {
       ok = root != NULL;
     }
   }
-  if (root && !ps.err) {
+  if (root && !ps.err && !ended) {
     /* Drain the rest of the stream so later syntax errors are reported. */
     for (;;) {
       if (!next_event(&ps, &ev)) break;
@@ -169,7 +170,7 @@ bc_node_t *bc_node_parse(const char *text, size_t len, char **err) {
         break;
       }
       yaml_event_delete(&ev);
-      if (t == YAML_STREAM_END_EVENT) break;
+      if (t == YAML_STREAM_END_EVENT || t == YAML_NO_EVENT) break;
     }
   }
   yaml_parser_delete(&ps.p);
