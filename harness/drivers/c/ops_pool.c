@@ -694,7 +694,9 @@ static json_t *op_info(json_t *a, bcd_err_t *e) {
   bcd_pool_t *p = get_pool(a, e);
   if (p == NULL)
     return NULL;
-  static const char *const states[] = {"RUN", "CLOSE", "TERMINATE", "RUN"};
+  /* A pool stopped by the restart limiter (BROKEN) refuses work like a
+   * closed one; billiard closes its pool on a trip, so report CLOSE. */
+  static const char *const states[] = {"RUN", "CLOSE", "TERMINATE", "CLOSE"};
   int st = bl_pool_state(p->pool);
   json_t *busy = json_object();
   pthread_mutex_lock(&bcd.lock);
