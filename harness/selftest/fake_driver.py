@@ -84,7 +84,10 @@ class Fake:
             for p in self.pools:
                 self.pools[p] = "TERMINATE"
             for pid in list(self.workers):
-                os.kill(pid, signal.SIGKILL)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass  # already reaped by the watcher thread: nothing to stop
         deadline = time.monotonic() + 5
         while self.workers and time.monotonic() < deadline:
             time.sleep(0.01)
