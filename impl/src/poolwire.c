@@ -47,10 +47,12 @@ static int put_hdr(bl__buf_t *b, uint8_t type, uint64_t job, uint32_t chunk,
   return bl__buf_append(b, &h, sizeof h);
 }
 
-int bl__pw_put_task_v(bl__buf_t *b, uint64_t job, uint32_t chunk,
-                      uint64_t first, const char *name,
-                      const void *const *args, const size_t *lens, size_t i0,
-                      uint32_t n) {
+/* One TASK frame of n items; item i is args[i] when args is given, else
+ * base + off[i] (the pool's packed argument store). */
+static int put_task(bl__buf_t *b, uint64_t job, uint32_t chunk, uint64_t first,
+                    const char *name, const void *const *args,
+                    const uint8_t *base, const size_t *off, const size_t *lens,
+                    size_t i0, uint32_t n) {
   size_t nl = strlen(name), body = nl;
   for (uint32_t i = 0; i < n; i++) body += 4 + lens[i0 + i];
   if (body > BL__PW_MAX_BODY) return -EMSGSIZE;
@@ -68,11 +70,18 @@ int bl__pw_put_task_v(bl__buf_t *b, uint64_t job, uint32_t chunk,
     uint32_t l = (uint32_t)lens[i0 + i];
     memcpy(p, &l, 4);
     p += 4;
-    if (l) memcpy(p, args[i0 + i], l);
+    if (l) memcpy(p, args ? args[i0 + i] : base + off[i0 + i], l);
     p += l;
   }
   b->len += sizeof h + body;
   return 0;
+}
+
+int bl__pw_put_task_v(bl__buf_t *b, uint64_t job, uint32_t chunk,
+                      uint64_t first, const char *name,
+                      const void *const *args, const size_t *lens, size_t i0,
+                      uint32_t n) {
+  return put_task(b, job, chunk, first, name, args, NULL, NULL, lens, i0, n);
 }
 
 static bl__pw_hdr_t *hdr_at(bl__buf_t *b, size_t at) {
@@ -82,28 +91,7 @@ static bl__pw_hdr_t *hdr_at(bl__buf_t *b, size_t at) {
 int bl__pw_put_task(bl__buf_t *b, uint64_t job, uint32_t chunk, uint64_t first,
                     const char *name, const uint8_t *base, const size_t *off,
                     const size_t *lens, size_t i0, uint32_t n) {
-  size_t nl = strlen(name), body = nl;
-  for (uint32_t i = 0; i < n; i++) body += 4 + lens[i0 + i];
-  if (body > BL__PW_MAX_BODY) return -EMSGSIZE;
-  int rc = bl__buf_reserve(b, sizeof(bl__pw_hdr_t) + body);
-  if (rc) return rc;
-  bl__pw_hdr_t h = {.len = (uint32_t)body, .type = BL__PW_TASK,
-                    .namelen = (uint16_t)nl, .chunk = chunk, .nitems = n,
-                    .job = job, .first = first};
-  uint8_t *p = b->p + b->len;
-  memcpy(p, &h, sizeof h);
-  p += sizeof h;
-  memcpy(p, name, nl);
-  p += nl;
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t l = (uint32_t)lens[i0 + i];
-    memcpy(p, &l, 4);
-    p += 4;
-    if (l) memcpy(p, base + off[i0 + i], l);
-    p += l;
-  }
-  b->len += sizeof h + body;
-  return 0;
+  return put_task(b, job, chunk, first, name, NULL, base, off, lens, i0, n);
 }
 
 int bl__pw_put_simple(bl__buf_t *b, uint8_t type, uint64_t job, uint32_t chunk) {
