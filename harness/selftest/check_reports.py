@@ -40,8 +40,9 @@ def main():
             errors.append("no TAP plan 1..4")
         if len([l for l in lines if re.match(r"(not )?ok \d+ - ", l)]) != 4:
             errors.append("expected 4 TAP result lines")
-        if not any(l.startswith("not ok") and "bad basic.yaml" in l for l in lines):
-            errors.append("expected 'not ok ... bad basic.yaml'")
+        # The column is port/start_method (the fake ports' default: fork).
+        if not any(l.startswith("not ok") and "bad/fork basic.yaml" in l for l in lines):
+            errors.append("expected 'not ok ... bad/fork basic.yaml'")
         if "seed 42" not in out:
             errors.append("the seed is not printed")
         recs = json.load(open(tmp + "/r.json"))
@@ -54,6 +55,9 @@ def main():
             for k in ("protocol", "scenario", "port", "repeat", "outcome", "duration_ms", "message"):
                 if k not in r:
                     errors.append("JSON record lacks %s" % k)
+            if r.get("start_method") != "fork":
+                errors.append("JSON record: start_method %r, expected the default fork"
+                              % r.get("start_method"))
             if "timeline" in r:
                 errors.append("JSON records should not carry the timeline")
         doc = xml.dom.minidom.parse(tmp + "/r.xml")
@@ -66,6 +70,8 @@ def main():
             errors.append("HTML: no port x scenario matrix for two ports")
         if html.count("<svg") < 2:
             errors.append("HTML: expected a timeline SVG per run that started a driver")
+        if "<th>good/fork</th>" not in html:
+            errors.append("HTML: matrix columns should be labelled port/method")
         if "<script" in html:
             errors.append("HTML: must not need JavaScript")
     for e in errors:

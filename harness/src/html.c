@@ -178,7 +178,9 @@ int bc_report_html(const bc_report_t *r, const char *dir, uint64_t seed) {
   size_t i;
   json_t *rec;
   json_array_foreach(r->recs, i, rec) {
-    if (!bc_strv_has(&ports, str(rec, "port"))) bc_strv_push(&ports, str(rec, "port"));
+    char *col = bc_report_column(rec); /* port/start_method */
+    if (!bc_strv_has(&ports, col)) bc_strv_push(&ports, col);
+    free(col);
     if (!bc_strv_has(&ids, str(rec, "scenario"))) bc_strv_push(&ids, str(rec, "scenario"));
   }
   if (ports.n > 1) {
@@ -196,8 +198,10 @@ int bc_report_html(const bc_report_t *r, const char *dir, uint64_t seed) {
       for (size_t p = 0; p < ports.n; p++) {
         const char *o = NULL;
         json_array_foreach(r->recs, i, rec) {
-          if (strcmp(str(rec, "scenario"), ids.v[s]) || strcmp(str(rec, "port"), ports.v[p]))
-            continue;
+          char *col = bc_report_column(rec);
+          bool other = strcmp(str(rec, "scenario"), ids.v[s]) || strcmp(col, ports.v[p]);
+          free(col);
+          if (other) continue;
           /* With --repeat the worst outcome wins the cell. */
           if (!o || bc_outcome_bad((bc_outcome_t)bc_outcome_parse(str(rec, "outcome"))))
             o = str(rec, "outcome");
@@ -214,7 +218,9 @@ int bc_report_html(const bc_report_t *r, const char *dir, uint64_t seed) {
     const char *o = str(rec, "outcome");
     bc_buf_printf(&b, "<h3><span class=\"o\" style=\"background:%s;padding:0 4px\">%s</span> ",
                   color(o), o);
-    bc_buf_html(&b, str(rec, "port"));
+    char *col = bc_report_column(rec);
+    bc_buf_html(&b, col);
+    free(col);
     bc_buf_puts(&b, " &mdash; ");
     bc_buf_html(&b, str(rec, "scenario"));
     bc_buf_printf(&b, " #%lld (%lld ms)</h3>\n", json_integer_value(json_object_get(rec, "repeat")),

@@ -51,6 +51,9 @@ static const char usage_run[] =
     "                     python-multiprocessing\n"
     "  --port-cmd CMD     run the driver 'sh -c CMD' as a port (repeatable); its\n"
     "                     name comes from its hello\n"
+    "  --start-method M   run under start method M (repeatable): fork, spawn,\n"
+    "                     forkserver; default: each of a scenario's start_methods\n"
+    "                     (a skip where the port lacks it), else the port's default\n"
     "  --filter PATTERN   only scenario ids containing PATTERN, or matching it as a\n"
     "                     glob when it has * ? [\n"
     "  --jobs N           scenarios run in parallel (default: CPUs); scenarios\n"
@@ -408,7 +411,7 @@ static void on_result(json_t *rec, void *ctx) {
 
 static int cmd_run(int argc, char **argv) {
   enum { O_PORT = 256, O_PORTCMD, O_FILTER, O_JOBS, O_REPEAT, O_SEED, O_JSON, O_JUNIT, O_TAP,
-         O_REPORT, O_EXP, O_VERBOSE };
+         O_REPORT, O_EXP, O_VERBOSE, O_METHOD };
   static const struct option lo[] = {
       {"port", required_argument, NULL, O_PORT},     {"port-cmd", required_argument, NULL, O_PORTCMD},
       {"filter", required_argument, NULL, O_FILTER}, {"jobs", required_argument, NULL, O_JOBS},
@@ -416,9 +419,10 @@ static int cmd_run(int argc, char **argv) {
       {"json", required_argument, NULL, O_JSON},     {"junit", required_argument, NULL, O_JUNIT},
       {"tap", no_argument, NULL, O_TAP},             {"report", required_argument, NULL, O_REPORT},
       {"expectations", required_argument, NULL, O_EXP},
+      {"start-method", required_argument, NULL, O_METHOD},
       {"verbose", no_argument, NULL, O_VERBOSE},     {"help", no_argument, NULL, 'h'},
       {0, 0, 0, 0}};
-  bc_strv_t port_names = {0}, port_cmds = {0};
+  bc_strv_t port_names = {0}, port_cmds = {0}, methods = {0};
   const char *filter = NULL, *json_path = NULL, *junit_path = NULL, *report_dir = NULL,
              *expdir = NULL;
   long jobs = sysconf(_SC_NPROCESSORS_ONLN), repeat = 1;
@@ -431,6 +435,14 @@ static int cmd_run(int argc, char **argv) {
     switch (c) {
     case O_PORT: bc_strv_push(&port_names, optarg); break;
     case O_PORTCMD: bc_strv_push(&port_cmds, optarg); break;
+    case O_METHOD:
+      if (strcmp(optarg, "fork") && strcmp(optarg, "spawn") && strcmp(optarg, "forkserver")) {
+        fprintf(stderr, "billiard-conform: unknown start method '%s' (fork, spawn, forkserver)\n",
+                optarg);
+        goto bad;
+      }
+      if (!bc_strv_has(&methods, optarg)) bc_strv_push(&methods, optarg);
+      break;
     case O_FILTER: filter = optarg; break;
     case O_JOBS:
       jobs = strtol(optarg, &end, 10);
@@ -507,12 +519,21 @@ static int cmd_run(int argc, char **argv) {
     rc = 2;
   }
   if (rc == 0) {
-    size_t njobs = corpus.n * nports * (size_t)repeat, k = 0;
+    /* Start methods per scenario: --start-method's list, else the scenario's
+     * start_methods, else one run with the port's default (NULL). */
+    size_t njobs = 0, k = 0;
+    for (size_t i = 0; i < corpus.n; i++) {
+      size_t nm = methods.n ? methods.n : corpus.sc[i]->start_methods.n;
+      njobs += (nm ? nm : 1) * nports * (size_t)repeat;
+    }
     bc_job_t *jl = bc_xcalloc(njobs, sizeof *jl);
-    for (size_t i = 0; i < corpus.n; i++)
+    for (size_t i = 0; i < corpus.n; i++) {
+      const bc_strv_t *ms = methods.n ? &methods : &corpus.sc[i]->start_methods;
       for (size_t p = 0; p < nports; p++)
-        for (long r = 0; r < repeat; r++)
-          jl[k++] = (bc_job_t){corpus.sc[i], &ports[p], (unsigned)r};
+        for (size_t m = 0; m < (ms->n ? ms->n : 1); m++)
+          for (long r = 0; r < repeat; r++)
+            jl[k++] = (bc_job_t){corpus.sc[i], &ports[p], (unsigned)r, ms->n ? ms->v[m] : NULL};
+    }
     bc_run_opts_t o = {.seed = seed,
                        .multiplier = bc_timeout_multiplier(),
                        .verbose = verbose,
@@ -544,6 +565,7 @@ static int cmd_run(int argc, char **argv) {
 out:
   bc_strv_free(&port_names);
   bc_strv_free(&port_cmds);
+  bc_strv_free(&methods);
   return rc;
 bad:
   fputs(usage_run, stderr);

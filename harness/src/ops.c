@@ -40,6 +40,10 @@ static const bc_op_t ops[] = {
     P("value.get"), P("value.set"), P("array.new"), P("array.get"), P("array.set"),
     /* Clock and faults */
     P("clock.jump"), P("clock.worker_offset"), P("fault.arm"), P("fault.disarm"),
+    /* Start methods, contexts and utilities */
+    P("context.get_start_method"), P("context.set_start_method"),
+    P("context.get_all_start_methods"), P("util.cpu_count"), P("util.current_process"),
+    P("util.active_children"),
     /* scenario-format.md: harness operations */
     H("wait_event", BC_H_WAIT_EVENT, "event timeout count as *", "event", NULL),
     H("expect_events", BC_H_EXPECT_EVENTS, "event count min max *", "event", NULL),

@@ -54,6 +54,11 @@ static void labelled(FILE *f, const char *prefix, const char *label, const char 
   }
 }
 
+char *bc_report_column(const json_t *rec) {
+  const char *m = str(rec, "start_method");
+  return *m ? bc_asprintf("%s/%s", str(rec, "port"), m) : bc_xstrdup(str(rec, "port"));
+}
+
 void bc_report_add(bc_report_t *r, json_t *rec) {
   json_array_append(r->recs, rec);
   r->done++;
@@ -63,11 +68,12 @@ void bc_report_add(bc_report_t *r, json_t *rec) {
   int rep = (int)json_integer_value(json_object_get(rec, "repeat"));
   char *name = rep ? bc_asprintf("%s #%d", str(rec, "scenario"), rep)
                    : bc_xstrdup(str(rec, "scenario"));
+  char *col = bc_report_column(rec);
   FILE *f = r->out;
   if (r->tty) fputs("\r\033[K", f); /* clear the counter line */
   if (r->tap) {
     const char *ok = bc_outcome_bad(o) ? "not ok" : "ok";
-    fprintf(f, "%s %zu - %s %s", ok, r->done, str(rec, "port"), name);
+    fprintf(f, "%s %zu - %s %s", ok, r->done, col, name);
     if (o == BC_SKIP) fprintf(f, " # SKIP %s", str(rec, "message"));
     else if (o == BC_XFAIL) fprintf(f, " # xfail: %s", str(rec, "known_failure"));
     else if (o != BC_PASS) fprintf(f, " # %s: %s", bc_outcome_name(o), str(rec, "message"));
@@ -76,8 +82,7 @@ void bc_report_add(bc_report_t *r, json_t *rec) {
     char up[16];
     snprintf(up, sizeof up, "%s", bc_outcome_name(o));
     for (char *c = up; *c; c++) *c = (char)(*c - 32 * (*c >= 'a' && *c <= 'z'));
-    fprintf(f, "[%zu/%zu] %-7s %-22s %s (%.0f ms)", r->done, r->total, up, str(rec, "port"), name,
-            ms);
+    fprintf(f, "[%zu/%zu] %-7s %-22s %s (%.0f ms)", r->done, r->total, up, col, name, ms);
     if (o == BC_SKIP || o == BC_XFAIL)
       fprintf(f, ": %s", o == BC_SKIP ? str(rec, "message") : str(rec, "known_failure"));
     fputc('\n', f);
@@ -100,6 +105,7 @@ void bc_report_add(bc_report_t *r, json_t *rec) {
     }
   }
   free(name);
+  free(col);
   if (r->tty && r->done < r->total)
     fprintf(f, "[%zu/%zu] %u bad so far...", r->done, r->total,
             r->counts[BC_FAIL] + r->counts[BC_XPASS] + r->counts[BC_TIMEOUT] + r->counts[BC_CRASH]);
@@ -125,6 +131,7 @@ static int cmp_rec(const void *a, const void *b) {
   const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
   int c = strcmp(str(x, "scenario"), str(y, "scenario"));
   if (!c) c = strcmp(str(x, "port"), str(y, "port"));
+  if (!c) c = strcmp(str(x, "start_method"), str(y, "start_method"));
   if (!c)
     c = (int)(json_integer_value(json_object_get(x, "repeat")) -
               json_integer_value(json_object_get(y, "repeat")));

@@ -28,4 +28,8 @@ int bc_report_junit(const bc_report_t *r, const char *path);
 int bc_report_html(const bc_report_t *r, const char *dir, uint64_t seed);
 void bc_report_sort(bc_report_t *r); /* by scenario, port, repeat */
 
+/* "port/start_method" (or "port" for a record without a method): the
+ * column a run belongs to in the terminal line and the HTML matrix. */
+char *bc_report_column(const json_t *rec);
+
 #endif

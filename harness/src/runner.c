@@ -43,6 +43,7 @@ typedef struct run {
   const bc_scenario_t *sc;
   const bc_port_t *port;
   const bc_run_opts_t *o;
+  const char *method; /* start method sent with pool.new/process.start; NULL = port default */
   bc_driver_t *drv;
   double t0, deadline;
   int outcome; /* -1 while running */
@@ -385,6 +386,19 @@ static char *check_result_fields(const json_t *expect_result, const json_t *repl
   return NULL;
 }
 
+/* expect_min: each named result field is a number >= the bound. */
+static char *check_result_min(const json_t *expect_min, const json_t *reply) {
+  if (!reply_ok(reply)) return short_json(expect_min, 300);
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)expect_min, k, v) {
+    json_t *g = json_object_get(result_of(reply), k);
+    if (!json_is_number(g) || json_number_value(g) < json_number_value(v))
+      return bc_asprintf("result.%s >= %g", k, json_number_value(v));
+  }
+  return NULL;
+}
+
 /* Names: repeat renames, then worker/event names to pids. */
 static json_t *rename_value(run_t *r, const json_t *v) {
   const char *s = json_string_value(v);
@@ -504,6 +518,11 @@ static int unsupported(run_t *r, const json_t *reply, const char *op) {
 static int step_protocol(run_t *r, const bc_step_t *st) {
   json_t *args = prepare_args(r, st->op->name, st->args), *reply;
   const char *op = st->op->name;
+  /* INTERPRETING.md §6: the run's start method travels with every op that
+   * starts processes, unless the scenario names one itself. */
+  if (r->method && (!strcmp(op, "pool.new") || !strcmp(op, "process.start")) &&
+      !json_object_get(args, "start_method"))
+    json_object_set_new(args, "start_method", json_string(r->method));
   if (call(r, op, args, &reply)) {
     json_decref(args);
     return STOP;
@@ -537,6 +556,7 @@ static int step_protocol(run_t *r, const bc_step_t *st) {
     goto out;
   char *e = check_one(st->expect, reply); /* NULL expect = {ok: true} */
   if (!e && st->expect_result) e = check_result_fields(st->expect_result, reply);
+  if (!e && st->expect_min) e = check_result_min(st->expect_min, reply);
   if (e) {
     char *g = describe_reply(reply);
     rc = fail_check(r, e, g);
@@ -1266,6 +1286,12 @@ static int hello(run_t *r) {
     const char *why = bc_expectations_skip(e, r->sc->id);
     if (why) return set_outcome(r, BC_SKIP, "skipped by expectations: %s", why);
   }
+  json_t *sm = json_object_get(h, "start_methods");
+  if (!r->method) { /* the port's default: the first method it announces */
+    json_t *d = json_array_get(sm, 0);
+    json_object_set_new(r->rec, "start_method",
+                        json_string(json_is_string(d) ? json_string_value(d) : "fork"));
+  }
   json_t *features = json_object_get(h, "features");
   bc_buf_t missing = {0};
   for (size_t i = 0; i < r->sc->features.n; i++) {
@@ -1282,7 +1308,17 @@ static int hello(run_t *r) {
     bc_buf_free(&missing);
     return STOP;
   }
-  json_t *sm = json_object_get(h, "start_methods");
+  if (r->method) {
+    if (r->sc->start_methods.n && !bc_strv_has(&r->sc->start_methods, r->method))
+      return set_outcome(r, BC_SKIP, "scenario does not apply to start method %s", r->method);
+    bool have = false;
+    size_t x;
+    json_t *f;
+    json_array_foreach(sm, x, f) if (json_is_string(f) && !strcmp(json_string_value(f), r->method))
+        have = true;
+    if (!have) return set_outcome(r, BC_SKIP, "port lacks start method %s", r->method);
+    return 0;
+  }
   if (r->sc->start_methods.n && json_is_array(sm)) {
     bool any = false;
     size_t x;
@@ -1296,10 +1332,11 @@ static int hello(run_t *r) {
 }
 
 json_t *bc_run_scenario(const bc_scenario_t *sc, const bc_port_t *port, unsigned repeat,
-                        const bc_run_opts_t *o) {
-  run_t r = {.sc = sc, .port = port, .o = o, .outcome = -1};
+                        const char *method, const bc_run_opts_t *o) {
+  run_t r = {.sc = sc, .port = port, .o = o, .method = method, .outcome = -1};
   r.rec = json_pack("{s:i, s:s, s:s, s:i}", "protocol", BC_PROTOCOL, "scenario", sc->id, "port",
                     port->name, "repeat", (int)repeat);
+  if (method) json_object_set_new(r.rec, "start_method", json_string(method));
   r.timeline = json_array();
   r.events = json_array();
   r.names = json_object();

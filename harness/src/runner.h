@@ -38,11 +38,15 @@ typedef struct bc_run_opts {
 } bc_run_opts_t;
 
 /* Runs and returns the record: {protocol, scenario, port, repeat, outcome,
- * duration_ms, message, step?, expected?, got?, stderr?, impl?, timeline[]}.
+ * duration_ms, message, start_method?, step?, expected?, got?, stderr?, impl?,
+ * timeline[]}.
  * The outcome is raw (pass/fail/skip/timeout/crash); expectations are
  * applied by bc_apply_expectations(). */
+/* method: the start method to run under (sent as start_method with pool.new
+ * and process.start; a skip if the port or the scenario lacks it), or NULL
+ * for the port's default (its first announced method, recorded). */
 json_t *bc_run_scenario(const bc_scenario_t *sc, const bc_port_t *port, unsigned repeat,
-                        const bc_run_opts_t *o);
+                        const char *method, const bc_run_opts_t *o);
 /* pass->xpass / fail,timeout,crash->xfail for known failures. */
 void bc_apply_expectations(json_t *rec, const bc_expectations_t *e);
 

@@ -370,6 +370,14 @@ static void load_step(bc_diag_t *d, const bc_scenario_t *sc, const bc_node_t *n,
         st->expect = bc_node_to_json(v);
       } else if (strcmp(k, "expect_result") == 0) {
         if (want_kind(d, v, BC_MAP)) st->expect_result = bc_node_to_json(v);
+      } else if (strcmp(k, "expect_min") == 0) {
+        if (want_kind(d, v, BC_MAP)) {
+          st->expect_min = bc_node_to_json(v);
+          const char *f;
+          json_t *x;
+          json_object_foreach(st->expect_min, f, x) if (!json_is_number(x))
+              DIAG(d, v, "expected a number for expect_min.%s", f);
+        }
       } else if (strcmp(k, "expect_any") == 0) {
         /* Harness-only: a driver would silently ignore it and the step
          * would check nothing. */
@@ -405,6 +413,7 @@ static void free_steps(bc_step_t *steps, size_t n) {
     json_decref(steps[i].args);
     json_decref(steps[i].expect);
     json_decref(steps[i].expect_result);
+    json_decref(steps[i].expect_min);
     json_decref(steps[i].expect_any);
     free_steps(steps[i].steps, steps[i].nsteps);
   }

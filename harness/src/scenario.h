@@ -24,6 +24,7 @@ struct bc_step {
   json_t *args;          /* arguments (protocol durations in seconds), no expect keys */
   json_t *expect;        /* expect: {...} or NULL (protocol ops: default {ok: true}) */
   json_t *expect_result; /* expect_result: {...} or NULL */
+  json_t *expect_min;    /* expect_min: {field: number, ...} or NULL */
   json_t *expect_any;    /* get_all: list of checks or NULL */
   bc_step_t *steps;      /* repeat: the nested steps */
   size_t nsteps;

@@ -62,7 +62,7 @@ static int start(slot_t *s, const bc_job_t *job, size_t idx, const bc_run_opts_t
     struct sigaction sa = {.sa_handler = on_child_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    json_t *rec = bc_run_scenario(job->sc, job->port, job->repeat, o);
+    json_t *rec = bc_run_scenario(job->sc, job->port, job->repeat, job->method, o);
     char *s = json_dumps(rec, JSON_COMPACT);
     json_decref(rec);
     if (s) write_all(p[1], s, strlen(s));
@@ -96,6 +96,7 @@ static json_t *finish(slot_t *s, const bc_job_t *job) {
                     "outcome", "crash", "duration_ms", 0, "message", m, "timeline");
     free(why);
     free(m);
+    if (job->method) json_object_set_new(rec, "start_method", json_string(job->method));
   }
   s->pid = 0;
   s->fd = -1;
@@ -131,6 +132,8 @@ int bc_schedule(const bc_job_t *jobs, size_t n, unsigned parallel, const bc_run_
                                   jobs[next].port->name, "repeat", (int)jobs[next].repeat,
                                   "outcome", "crash", "duration_ms", 0, "message",
                                   "cannot fork a run process", "timeline");
+          if (jobs[next].method)
+            json_object_set_new(rec, "start_method", json_string(jobs[next].method));
           cb(rec, ctx);
           json_decref(rec);
           next++;

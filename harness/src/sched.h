@@ -10,6 +10,7 @@ typedef struct bc_job {
   const bc_scenario_t *sc;
   const bc_port_t *port;
   unsigned repeat;
+  const char *method; /* start method, NULL = the port's default */
 } bc_job_t;
 
 typedef void (*bc_on_result_fn)(json_t *rec, void *ctx); /* rec: borrowed */

@@ -142,6 +142,7 @@ extern const char *const bcd_features_sync[];
 
 /* ---- tasks (tasks.c) ---- */
 int bcd_register_tasks(void);
+int bcd_target_self_contained(const char *name); /* runs under spawn/forkserver */
 int bcd_register_sync_targets(void);   /* ops_sync.c */
 json_t *bcd_task_names(void);
 

@@ -155,6 +155,7 @@ static const char *const base_features[] = {
     "pool.join-timeout", "pool.terminate_job", "pool.grow", "pool.shrink",
     "pool.restart", "worker-loss", "restart-freq", "time-limits.soft", "time-limits.hard", "time-limits.per-job",
     "wallclock", "clock.jump", "process", "process.terminate", "pipe",
+    "context", "util",
     NULL};
 
 static void hello(void) {
@@ -169,9 +170,12 @@ static void hello(void) {
     json_array_append_new(f, json_string("fault.arm"));
   char impl[64];
   snprintf(impl, sizeof impl, "libbilliard %s", bl_version());
-  json_t *h = json_pack("{s:s,s:s,s:i,s:o,s:[s],s:o}", "port", "c", "impl",
+  /* Process works under all three; pool.new answers Unsupported for the
+   * non-fork methods (workers are fork-only). fork first: the default. */
+  json_t *h = json_pack("{s:s,s:s,s:i,s:o,s:[s,s,s],s:o}", "port", "c", "impl",
                         impl, "protocol", BCD_PROTOCOL, "features", f,
-                        "start_methods", "fork", "tasks", bcd_task_names());
+                        "start_methods", "fork", "spawn", "forkserver",
+                        "tasks", bcd_task_names());
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   bcd.t0_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;

@@ -6,6 +6,9 @@
  * fault.* arm libfiu points inside libbilliard (fault-injection builds). */
 #include "bcd.h"
 
+#include <billiard/context.h>
+#include <billiard/util.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -213,10 +216,76 @@ static void fault_fini(void) {}
 
 void bcd_fault_fini(void) { fault_fini(); }
 
+/* ---- context.* and util.* (<billiard/context.h>, <billiard/util.h>) ---- */
+static json_t *op_get_start_method(json_t *a, bcd_err_t *e) {
+  (void)e;
+  const char *m = bl_get_start_method(bcd_bool(a, "allow_none", 0));
+  return json_pack("{s:o}", "method", m ? json_string(m) : json_null());
+}
+
+static json_t *op_set_start_method(json_t *a, bcd_err_t *e) {
+  const char *m = bcd_str(a, "method"); /* null: back to "not set" (force) */
+  int rc = bl_set_start_method(m, bcd_bool(a, "force", 0));
+  if (rc == BL_ESTATE) /* billiard: RuntimeError('context has already been set') */
+    return bcd_fail(e, "RuntimeError", "context has already been set");
+  if (rc == -EINVAL)
+    return bcd_fail(e, "ValueError", "cannot find context for '%s'", m ? m : "None");
+  if (rc != 0)
+    return bcd_fail_rc(e, rc, NULL, "context.set_start_method");
+  return json_object();
+}
+
+static json_t *op_all_start_methods(json_t *a, bcd_err_t *e) {
+  (void)a;
+  (void)e;
+  json_t *l = json_array();
+  for (const char *const *m = bl_get_all_start_methods(); *m; m++)
+    json_array_append_new(l, json_string(*m));
+  return json_pack("{s:o}", "methods", l);
+}
+
+static json_t *op_cpu_count(json_t *a, bcd_err_t *e) {
+  (void)a;
+  int n = bl_cpu_count();
+  if (n < 0)
+    return bcd_fail_rc(e, n, NULL, "util.cpu_count");
+  return json_pack("{s:i}", "n", n);
+}
+
+static json_t *op_current_process(json_t *a, bcd_err_t *e) {
+  (void)a;
+  bl_process_info_t me;
+  int rc = bl_current_process(&me);
+  if (rc != 0)
+    return bcd_fail_rc(e, rc, NULL, "util.current_process");
+  return json_pack("{s:s,s:i}", "name", me.name, "pid", (int)me.pid);
+}
+
+static json_t *op_active_children(json_t *a, bcd_err_t *e) {
+  (void)a;
+  bl_process_info_t kids[64];
+  size_t n = 0;
+  int rc = bl_active_children(kids, 64, &n);
+  if (rc != 0)
+    return bcd_fail_rc(e, rc, NULL, "util.active_children");
+  json_t *names = json_array(), *pids = json_array();
+  for (size_t i = 0; i < n && i < 64; i++) {
+    json_array_append_new(names, json_string(kids[i].name));
+    json_array_append_new(pids, json_integer(kids[i].pid));
+  }
+  return json_pack("{s:i,s:o,s:o}", "n", (int)n, "names", names, "pids", pids);
+}
+
 const bcd_op_t bcd_ops_misc[] = {
     {"clock.jump", op_clock_jump},
     {"clock.worker_offset", op_worker_offset},
     {"fault.arm", op_fault_arm},
     {"fault.disarm", op_fault_disarm},
+    {"context.get_start_method", op_get_start_method},
+    {"context.set_start_method", op_set_start_method},
+    {"context.get_all_start_methods", op_all_start_methods},
+    {"util.cpu_count", op_cpu_count},
+    {"util.current_process", op_current_process},
+    {"util.active_children", op_active_children},
     {NULL, NULL},
 };

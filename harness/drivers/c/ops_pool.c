@@ -204,6 +204,10 @@ static json_t *pids_json(bl_pool_t *pool) {
 }
 
 static json_t *op_pool_new(json_t *a, bcd_err_t *e) {
+  const char *method = bcd_str(a, "start_method");
+  if (method && strcmp(method, "fork") != 0)
+    return bcd_unsupported(e, "pool workers are fork-only (start method %s)",
+                           method);
   bl_pool_options_t o;
   bl_pool_options_init(&o);
   o.threads = bcd_bool(a, "threads", 1);

@@ -41,6 +41,15 @@ static json_t *op_start(json_t *a, bcd_err_t *e) {
     return NULL;
   bl_process_options_t o;
   bl_process_options_init(&o);
+  /* spawn/forkserver children are fresh images without the handle table:
+   * only self-contained targets can run there (tasks.c). */
+  o.start_method = bcd_str(a, "start_method");
+  if (o.start_method && strcmp(o.start_method, "fork") != 0 &&
+      !bcd_target_self_contained(target)) {
+    free(name);
+    return bcd_unsupported(e, "target %s needs inherited handles: fork only",
+                           target);
+  }
   o.name = bcd_str(a, "name");
   o.daemon = bcd_bool(a, "daemon", 0);
   char *arg = bcd_dump(json_object_get(a, "args"));

@@ -335,14 +335,32 @@ static int p_conn_recv(const void *arg, size_t len) {
   return 0;
 }
 
-static const struct {
+typedef struct {
   const char *name;
   bl_target_fn fn;
-} targets[] = {
-    {"exit", p_exit},           {"sleep", p_sleep},
-    {"kill_self", p_kill_self}, {"conn_send", p_conn_send},
-    {"conn_recv", p_conn_recv},
+} target_t;
+
+/* Targets that need nothing inherited: registered from a constructor so a
+ * spawn or forkserver child (a fresh image of this program, main() never
+ * runs) finds them (docs/contexts.md). */
+static const target_t self_targets[] = {
+    {"exit", p_exit}, {"sleep", p_sleep}, {"kill_self", p_kill_self}};
+/* Targets that resolve handles in the inherited table: fork only. */
+static const target_t targets[] = {
+    {"conn_send", p_conn_send}, {"conn_recv", p_conn_recv},
 };
+
+__attribute__((constructor)) static void register_self_targets(void) {
+  for (size_t i = 0; i < sizeof self_targets / sizeof self_targets[0]; i++)
+    (void)bl_register_target(self_targets[i].name, self_targets[i].fn);
+}
+
+int bcd_target_self_contained(const char *name) {
+  for (size_t i = 0; i < sizeof self_targets / sizeof self_targets[0]; i++)
+    if (strcmp(self_targets[i].name, name) == 0)
+      return 1;
+  return 0;
+}
 
 int bcd_register_tasks(void) {
   for (size_t i = 0; i < sizeof catalogue / sizeof catalogue[0]; i++)
