@@ -585,11 +585,20 @@ static int enqueue(bl_pool_t *p, bl_result_t *r, bl_result_t **out) {
   return 0;
 }
 
+/* NULL, or initialised (_init) with reserved left zero. */
+static int ao_valid(const bl_apply_options_t *ao) {
+  if (!ao) return 1;
+  if (ao->size != sizeof *ao) return 0;
+  for (size_t i = 0; i < BL__ARRAY_SIZE(ao->reserved); i++)
+    if (ao->reserved[i]) return 0;
+  return 1;
+}
+
 BL_API int bl_pool_apply_async(bl_pool_t *pool, const char *task,
                                const void *arg, size_t len,
                                const bl_apply_options_t *ao, bl_result_t **out) {
   BL_VALIDATE(pool && task && (arg || !len), -EINVAL);
-  BL_VALIDATE(!ao || ao->size == sizeof *ao, -EINVAL);
+  BL_VALIDATE(ao_valid(ao), -EINVAL);
   BL_VALIDATE(len <= BL__PW_MAX_BODY, -EMSGSIZE);
   bl_task_fn fn;
   if (bl_lookup_task(task, &fn) != 0) return BL_ENOTFOUND;
@@ -614,7 +623,7 @@ static int submit_many(bl_pool_t *p, int kind, const char *task,
                        const bl_apply_options_t *ao, bl_result_t **out,
                        int borrow) {
   BL_VALIDATE(p && task && (n == 0 || (args && lens)), -EINVAL);
-  BL_VALIDATE(!ao || ao->size == sizeof *ao, -EINVAL);
+  BL_VALIDATE(ao_valid(ao), -EINVAL);
   bl_task_fn fn;
   if (bl_lookup_task(task, &fn) != 0) return BL_ENOTFOUND;
   bl_result_t *r = job_new(p, kind, task, 0);

@@ -2,6 +2,7 @@
  * format, cpu_count, current/parent/active processes, a soft-time-limit
  * flag handler, and the no-ops freeze_support/allow_connection_pickling. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -100,6 +101,7 @@ BL_API const char *bl_log_level_name(int level) {
 
 BL_API int bl_log_to_fd(int fd, int level) {
   BL_VALIDATE(level >= 0, -EINVAL);
+  BL_VALIDATE(fd < 0 || fcntl(fd, F_GETFD) != -1, -EBADF); /* not open */
   pthread_mutex_lock(&mu);
   log_fd = fd < 0 ? -1 : fd;
   if (level != BL_LOG_NOTSET) log_level = level;

@@ -101,6 +101,7 @@ BL_API int bl_task_soft_limit_exceeded(bl_task_ctx_t *ctx) {
 }
 
 BL_API int bl_task_sleep(bl_task_ctx_t *ctx, uint32_t ms) {
+  BL_VALIDATE(ctx, -EINVAL);
   sigset_t usr1, old;
   sigemptyset(&usr1);
   sigaddset(&usr1, SIGUSR1);
