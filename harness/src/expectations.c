@@ -94,17 +94,34 @@ static const char *find(const bc_expect_entry_t *v, size_t n, const char *id) {
   return NULL;
 }
 
-const char *bc_expectations_known(const bc_expectations_t *e, const char *id) {
-  return e ? find(e->known, e->nknown, id) : NULL;
+/* "id@method" (that start method only) first, then "id" (every method). */
+static const char *find_for(const bc_expect_entry_t *v, size_t n, const char *id,
+                            const char *method) {
+  const char *why = NULL;
+  if (method) {
+    char *k = bc_asprintf("%s@%s", id, method);
+    why = find(v, n, k);
+    free(k);
+  }
+  return why ? why : find(v, n, id);
 }
 
-const char *bc_expectations_skip(const bc_expectations_t *e, const char *id) {
-  return e ? find(e->skip, e->nskip, id) : NULL;
+const char *bc_expectations_known(const bc_expectations_t *e, const char *id, const char *method) {
+  return e ? find_for(e->known, e->nknown, id, method) : NULL;
+}
+
+const char *bc_expectations_skip(const bc_expectations_t *e, const char *id, const char *method) {
+  return e ? find_for(e->skip, e->nskip, id, method) : NULL;
 }
 
 static void lint_entries(const bc_expect_entry_t *v, size_t n, const char *root, bc_diag_t *d) {
   for (size_t i = 0; i < n; i++) {
-    char *p = bc_asprintf("%s/%s", root, v[i].id);
+    const char *at = strchr(v[i].id, '@');
+    int len = at ? (int)(at - v[i].id) : (int)strlen(v[i].id);
+    if (at && strcmp(at + 1, "fork") && strcmp(at + 1, "spawn") && strcmp(at + 1, "forkserver"))
+      bc_diag_at(d, v[i].line, v[i].col,
+                 "expected a start method (fork, spawn, forkserver) after '@', got '%s'", at + 1);
+    char *p = bc_asprintf("%s/%.*s", root, len, v[i].id);
     if (access(p, R_OK) != 0)
       bc_diag_at(d, v[i].line, v[i].col, "expected an existing scenario id, got '%s' (no %s)",
                  v[i].id, p);

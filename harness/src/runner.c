@@ -1283,7 +1283,7 @@ static int hello(run_t *r) {
   if (r->port->from_cmd && port) {
     json_object_set_new(r->rec, "port", json_string(port));
     const bc_expectations_t *e = r->o->expectations ? r->o->expectations(port) : NULL;
-    const char *why = bc_expectations_skip(e, r->sc->id);
+    const char *why = bc_expectations_skip(e, r->sc->id, r->method);
     if (why) return set_outcome(r, BC_SKIP, "skipped by expectations: %s", why);
   }
   json_t *sm = json_object_get(h, "start_methods");
@@ -1348,7 +1348,7 @@ json_t *bc_run_scenario(const bc_scenario_t *sc, const bc_port_t *port, unsigned
   r.rng = bc_hash_str(bc_hash_str(o->seed + repeat, sc->id), port->name);
   r.t0 = bc_now_ms();
   const bc_expectations_t *ex = o->expectations && !port->from_cmd ? o->expectations(port->name) : NULL;
-  const char *skip = bc_expectations_skip(ex, sc->id);
+  const char *skip = bc_expectations_skip(ex, sc->id, method);
   if (skip) {
     set_outcome(&r, BC_SKIP, "skipped by expectations: %s", skip);
     goto record;
@@ -1412,7 +1412,8 @@ record:
 
 void bc_apply_expectations(json_t *rec, const bc_expectations_t *e) {
   const char *id = json_string_value(json_object_get(rec, "scenario"));
-  const char *why = bc_expectations_known(e, id);
+  const char *why =
+      bc_expectations_known(e, id, json_string_value(json_object_get(rec, "start_method")));
   if (!why) return;
   int o = bc_outcome_parse(json_string_value(json_object_get(rec, "outcome")));
   if (o == BC_PASS) {

@@ -21,6 +21,9 @@ _hoard = []                     # `alloc` keeps its memory for the worker's life
 
 def set_impl(impl):
     global _SoftTimeLimitExceeded
+    # spawn/forkserver children import this module afresh: the environment
+    # (inherited) tells them which implementation they run under.
+    os.environ['BC_TASKS_IMPL'] = impl
     if impl == 'billiard':
         from billiard.exceptions import SoftTimeLimitExceeded
         _SoftTimeLimitExceeded = SoftTimeLimitExceeded
@@ -293,3 +296,7 @@ def encode(data):
     if isinstance(data, (bytes, bytearray)):
         return bytes(data)
     return str(data).encode('utf-8')
+
+
+if os.environ.get('BC_TASKS_IMPL') and _SoftTimeLimitExceeded is None:
+    set_impl(os.environ['BC_TASKS_IMPL'])

@@ -42,6 +42,13 @@ if 'faketime' in os.environ.get('LD_PRELOAD', ''):
     time.sleep = _select_sleep
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# bc_tasks must be importable in spawn and forkserver children too.  A
+# runtime sys.path entry is not enough for billiard 4.1: its forkserver
+# main() accepts the parent's sys_path but never applies it (CPython's does),
+# so unpickling bc_tasks.target fails there and the child exits 255.
+os.environ['PYTHONPATH'] = os.pathsep.join(
+    [os.path.dirname(os.path.abspath(__file__))] +
+    [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
 import bc_tasks  # noqa: E402
 
 PROTOCOL = 1
@@ -53,7 +60,7 @@ COMMON_FEATURES = [
     'pool.initializer', 'pool.maxtasksperchild', 'pool.join-timeout',
     'wallclock', 'process', 'process.terminate', 'pipe', 'queue',
     'queue.joinable', 'queue.simple', 'lock', 'rlock', 'semaphore', 'event',
-    'condition', 'barrier', 'value', 'array',
+    'condition', 'barrier', 'value', 'array', 'context', 'util',
 ]
 BILLIARD_FEATURES = [
     'pool.callbacks.accept', 'pool.callbacks.timeout', 'pool.events.worker',
@@ -309,7 +316,9 @@ class Driver:
         _emit({'v': PROTOCOL, 'hello': {
             'port': self.impl.port, 'impl': self.impl.version,
             'protocol': PROTOCOL, 'features': self.features,
-            'start_methods': ['fork'],
+            # fork first: the driver's default (Impl.ctx)
+            'start_methods': ['fork'] + [
+                m for m in self.impl.mod.get_all_start_methods() if m != 'fork'],
             'tasks': sorted(bc_tasks.TASKS) + sorted(bc_tasks.INITIALIZERS)}})
 
     # -- dispatch
@@ -349,8 +358,9 @@ class Driver:
         if a.get('threads') is not None and a['threads'] is not True:
             raise Unsupported('threads=false needs a caller-driven pool')
         rec = PoolRec(name, None)
+        ctx = self._ctx(a)
         if im.billiard:
-            kw['context'] = im.ctx
+            kw['context'] = ctx
 
             def up(w):
                 if w.pid is not None:
@@ -375,7 +385,7 @@ class Driver:
                       on_timeout_set=tset, on_timeout_cancel=tcancel)
             pool = im.Pool(**kw)
         else:
-            pool = im.ctx.Pool(**kw)
+            pool = ctx.Pool(**kw)
         rec.pool = pool
         self.h[name] = rec
         self.pools[name] = rec
@@ -663,6 +673,37 @@ class Driver:
         pid = j.pid or getattr(j.result, '_worker_pid', None)
         return {'pid': pid}
 
+    def _ctx(self, a):
+        """The context of the op's start_method (INTERPRETING.md §6), else
+        the driver's fork context; never the global default."""
+        m = a.get('start_method')
+        return self.impl.ctx if m is None else self.impl.mod.get_context(m)
+
+    # ===== contexts and utilities ==============================================
+    def op_context_get_start_method(self, a):
+        return {'method': self.impl.mod.get_start_method(
+            allow_none=bool(a.get('allow_none')))}
+
+    def op_context_set_start_method(self, a):
+        self.impl.mod.set_start_method(a.get('method'),
+                                       force=bool(a.get('force')))
+        return {}
+
+    def op_context_get_all_start_methods(self, a):
+        return {'methods': list(self.impl.mod.get_all_start_methods())}
+
+    def op_util_cpu_count(self, a):
+        return {'n': self.impl.mod.cpu_count()}
+
+    def op_util_current_process(self, a):
+        p = self.impl.mod.current_process()
+        return {'name': p.name, 'pid': p.pid}
+
+    def op_util_active_children(self, a):
+        kids = self.impl.mod.active_children()
+        return {'n': len(kids), 'names': [p.name for p in kids],
+                'pids': [p.pid for p in kids]}
+
     # ===== processes ===========================================================
     RESOLVE = ('queue', 'lock', 'event', 'value', 'conn', 'barrier')
 
@@ -675,7 +716,7 @@ class Driver:
         kw = {'target': bc_tasks.target, 'args': (a['target'], targs)}
         if a.get('name') is not None:
             kw['name'] = a['name']
-        p = self.impl.ctx.Process(**kw)
+        p = self._ctx(a).Process(**kw)
         if a.get('daemon') is not None:
             p.daemon = bool(a['daemon'])
         p.start()
