@@ -105,7 +105,8 @@ Test(badinput, errors) { RUN("errors", err_cases); }
   X(clock_now_null, bl_clock_now(NULL) > 0 ? 0 : 1, 0)                         \
   X(offset_init_null, (bl_offset_clock_init(NULL), 0), 0)                      \
   X(offset_jump_null, (bl_offset_clock_jump(NULL, 5), 0), 0)                   \
-  X(version, bl_version() != NULL ? 0 : 1, 0)
+  X(version, bl_version() != NULL ? 0 : 1, 0)                                  \
+  X(monotonic_ns, bl_monotonic_ns() > 0 ? 0 : 1, 0)
 #undef BAD_PFX
 #define BAD_PFX clock
 CLOCK_CASES(BAD_DEF)
@@ -113,7 +114,7 @@ static const bad_case_t clock_cases[] = {CLOCK_CASES(BAD_ROW)};
 Test(badinput, clock) { RUN("clock", clock_cases); }
 
 /* ---------------------------------------------------------- connection.h */
-static bl_conn_t *ca, *cb, *cro;
+static bl_conn_t *ca, *cb, *cro, *rd, *wr; /* rd/wr: a simplex pipe */
 #define CONN_CASES(X)                                                          \
   X(pipe_null_a, bl_pipe(NULL, &cb, 1), -EINVAL)                               \
   X(pipe_null_b, bl_pipe(&ca, NULL, 1), -EINVAL)                               \
@@ -145,7 +146,10 @@ static bl_conn_t *ca, *cb, *cro;
   X(closed_recv_into, bl_conn_recv_bytes_into(cb, buf, 4, 0, &sz), BL_ECLOSED) \
   X(closed_poll, bl_conn_poll(cb, 0), BL_ECLOSED)                              \
   X(closed_fileno, bl_conn_fileno(cb), BL_ECLOSED)                             \
-  X(closed_double_close, bl_conn_close(cb), 0)
+  X(closed_double_close, bl_conn_close(cb), 0)                                 \
+  X(send_on_read_only, bl_conn_send_bytes(rd, buf, 1, 0, 1), -EBADF)           \
+  X(recv_on_write_only, bl_conn_recv_bytes(wr, &vp, &sz, 0), -EBADF)           \
+  X(recv_into_on_write_only, bl_conn_recv_bytes_into(wr, buf, 4, 0, &sz), -EBADF)
 #undef BAD_PFX
 #define BAD_PFX conn
 CONN_CASES(BAD_DEF)
@@ -157,7 +161,10 @@ Test(badinput, connection) {
   ca = a;
   cb = b;
   cr_assert_eq(bl_conn_close(cb), 0);
+  cr_assert_eq(bl_pipe(&rd, &wr, 0), 0);
   RUN("connection", conn_cases);
+  bl_conn_free(&rd);
+  bl_conn_free(&wr);
   cr_expect_null(cro, "a failed from_fd left a connection");
   bl_conn_free(&a);
   bl_conn_free(&b);
@@ -414,6 +421,8 @@ static const char *volatile null_fmt;
   X(parent_process_null, bl_parent_process(NULL), -EINVAL)                     \
   X(active_children_null_n, bl_active_children(pinfo, 4, NULL), -EINVAL)       \
   X(active_children_null_out, bl_active_children(NULL, 4, &sz), -EINVAL)       \
+  X(soft_timeout_install, bl_install_soft_timeout_handler(), 0)                \
+  X(soft_timeout_install_twice, bl_install_soft_timeout_handler(), 0)          \
   X(soft_timeout_pending, bl_soft_timeout_pending(1), 0)                       \
   X(freeze_support, (bl_freeze_support(), 0), 0)                               \
   X(allow_connection_pickling, (bl_allow_connection_pickling(), 0), 0)         \
@@ -749,4 +758,32 @@ Test(badinput, manager) {
   bl_manager_free(&mgr);
   bl_manager_free(&mgr);
   cr_expect(!dpx && !mgr);
+}
+
+/* close() (not terminate): submissions refused, running work finishes. */
+#undef BAD_PFX
+#define BAD_PFX closed
+#define POOL_CLOSED_CASES(X)                                                   \
+  X(apply_async, bl_pool_apply_async(pool, "bad_echo", "x", 1, NULL, &rout), BL_ENOTRUNNING) \
+  X(map_async, bl_pool_map_async(pool, "bad_echo", args1, lens1, 1, NULL, &rout), BL_ENOTRUNNING) \
+  X(imap, bl_pool_imap(pool, "bad_echo", args1, lens1, 1, NULL, &itout), BL_ENOTRUNNING) \
+  X(grow, bl_pool_grow(pool, 1), BL_ENOTRUNNING)                               \
+  X(close_again, bl_pool_close(pool), 0)                                       \
+  X(state, bl_pool_state(pool), BL_POOL_CLOSE)                                 \
+  X(join, bl_pool_join(pool, 30000), 0)                                        \
+  X(terminate_after_join, bl_pool_terminate(pool), 0)
+POOL_CLOSED_CASES(BAD_DEF)
+static const bad_case_t pool_closed_cases[] = {POOL_CLOSED_CASES(BAD_ROW)};
+Test(badinput, pool_closed) {
+  bl_pool_options_t o;
+  bl_pool_options_init(&o);
+  o.processes = 1;
+  cr_assert_eq(bl_pool_new(&pool, &o), 0);
+  cr_assert_eq(bl_pool_close(pool), 0);
+  RUN("pool-closed", pool_closed_cases);
+  cr_expect_null(rout);
+  cr_expect_null(itout);
+  bl_pool_free(&pool);
+  bl_pool_free(&pool);
+  cr_expect_null(pool);
 }
