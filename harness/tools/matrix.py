@@ -35,7 +35,10 @@ def main():
         if r.get("impl"):
             impls[p] = r["impl"]
         protocols.add(r.get("protocol"))
-        k = (r["scenario"], p)
+        # One row per scenario and non-default start method (fork is every
+        # port's default here), so a spawn-only failure is not merged away.
+        m = r.get("start_method") or "fork"
+        k = (r["scenario"] + ("" if m == "fork" else " @" + m), p)
         cell[k] = worst(cell[k], r["outcome"]) if k in cell else r["outcome"]
     scenarios = sorted({s for s, _ in cell})
     areas = sorted({s.split("/")[0] for s in scenarios})
