@@ -188,6 +188,9 @@ BL_API int bl_process_new(bl_process_t **pp, const char *target,
   BL_VALIDATE(target && *target, -EINVAL);
   BL_VALIDATE(strlen(target) <= BL_TASK_NAME_MAX, -ENAMETOOLONG);
   BL_VALIDATE(arg || len == 0, -EINVAL);
+  /* Copied, and sent whole to spawn/forkserver children: cap it (as the
+   * pool's 1 GiB message body) before any size arithmetic can wrap. */
+  BL_VALIDATE(len <= ((size_t)1 << 30), -EMSGSIZE);
   bl_process_options_t def;
   if (!o) {
     bl_process_options_init(&def);

@@ -440,12 +440,16 @@ Test(badinput, util) {
 
 /* ------------------------------------------------------------- process.h */
 static bl_process_t *pnew, *pstarted, *pout;
-static bl_process_options_t po_noinit = {0}, po_reserved, po_method;
+static bl_process_options_t po_noinit = {0}, po_reserved, po_method, po_grace;
+static char long_name[BL_TASK_NAME_MAX + 2];
 #define PROC_CASES(X)                                                          \
   X(options_init_null, (bl_process_options_init(NULL), 0), 0)                  \
   X(new_null, bl_process_new(NULL, "bad_noop", NULL, 0, NULL), -EINVAL)        \
   X(new_null_target, bl_process_new(&pout, NULL, NULL, 0, NULL), -EINVAL)      \
   X(new_empty_target, bl_process_new(&pout, "", NULL, 0, NULL), -EINVAL)  \
+  X(new_huge_arg, bl_process_new(&pout, "bad_noop", buf, SIZE_MAX, NULL), -EMSGSIZE) \
+  X(new_long_target, bl_process_new(&pout, long_name, NULL, 0, NULL), -ENAMETOOLONG) \
+  X(new_negative_grace, bl_process_new(&pout, "bad_noop", NULL, 0, &po_grace), -EINVAL) \
   X(new_null_arg_len, bl_process_new(&pout, "bad_noop", NULL, 5, NULL), -EINVAL) \
   X(new_skipped_init, bl_process_new(&pout, "bad_noop", NULL, 0, &po_noinit), -EINVAL) \
   X(new_reserved, bl_process_new(&pout, "bad_noop", NULL, 0, &po_reserved), -EINVAL) \
@@ -489,6 +493,9 @@ Test(badinput, process) {
   po_reserved.reserved[7] = 1;
   bl_process_options_init(&po_method);
   po_method.start_method = "vfork";
+  bl_process_options_init(&po_grace);
+  po_grace.term_grace_ms = -1;
+  memset(long_name, 'n', sizeof long_name - 1);
   cr_assert_eq(bl_process_new(&pnew, "bad_noop", NULL, 0, NULL), 0);
   cr_assert_eq(bl_process_new(&pstarted, "bad_noop", NULL, 0, NULL), 0);
   cr_assert_eq(bl_process_start(pstarted), 0);
@@ -529,6 +536,7 @@ static pid_t pids[4];
   X(apply_async_null_pool, bl_pool_apply_async(NULL, "bad_echo", "x", 1, NULL, &rout), -EINVAL) \
   X(apply_async_null_task, bl_pool_apply_async(pool, NULL, "x", 1, NULL, &rout), -EINVAL) \
   X(apply_async_null_arg_len, bl_pool_apply_async(pool, "bad_echo", NULL, 4, NULL, &rout), -EINVAL) \
+  X(apply_async_huge, bl_pool_apply_async(pool, "bad_echo", buf, SIZE_MAX, NULL, &rout), -EMSGSIZE) \
   X(apply_async_unknown, bl_pool_apply_async(pool, "no_such", "x", 1, NULL, &rout), BL_ENOTFOUND) \
   X(apply_async_ao_noinit, bl_pool_apply_async(pool, "bad_echo", "x", 1, &ao_noinit, &rout), -EINVAL) \
   X(apply_async_ao_reserved, bl_pool_apply_async(pool, "bad_echo", "x", 1, &ao_reserved, &rout), -EINVAL) \
@@ -718,7 +726,11 @@ static uint32_t u32;
   X(wrong_kind_mvalue_get, bl_mvalue_get(dpx, &vp, &sz), -EINVAL)              \
   X(attach_unknown_id, bl_proxy_attach(mgr, 0xfffffff0u, &pxout), BL_ENOTFOUND) \
   X(attach_null_out, bl_proxy_attach(mgr, u32, NULL), -EINVAL)                 \
-  X(value_null_init, bl_manager_value(mgr, &pxout, NULL, 4), -EINVAL)
+  X(value_null_init, bl_manager_value(mgr, &pxout, NULL, 4), -EINVAL)         \
+  X(value_huge, bl_manager_value(mgr, &pxout, buf, SIZE_MAX), -EINVAL)         \
+  X(dict_set_huge, bl_dict_set(dpx, "k", buf, SIZE_MAX), -EINVAL)             \
+  X(dict_set_huge_key, bl_dict_set(dpx, bigkey, "v", 1), 0)                    \
+  X(still_usable, bl_dict_len(dpx, &sz), 0)
 #define MGR_DOWN_CASES(X)                                                      \
   X(down_dict_set, bl_dict_set(dpx, "k", "v", 1), BL_ENOTRUNNING)              \
   X(down_dict_get, bl_dict_get(dpx, "k", &vp, &sz), BL_ENOTRUNNING)            \
@@ -743,6 +755,7 @@ Test(badinput, manager) {
   bl_manager_options_init(&mo_keybig);
   mo_keybig.authkey = bigkey;
   mo_keybig.authkey_len = sizeof bigkey;
+  memset(bigkey, 'k', sizeof bigkey - 1); /* NUL-terminated: a long key */
   cr_assert_eq(bl_manager_new(&mgr, NULL), 0);
   RUN("manager", mgr_cases);
   cr_assert_eq(bl_manager_start(mgr), 0);
