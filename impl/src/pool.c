@@ -1083,6 +1083,8 @@ BL_API int bl_pool_grow(bl_pool_t *pool, unsigned n) {
   BL_VALIDATE(pool, -EINVAL);
   pthread_mutex_lock(&pool->mu);
   int rc = pool->state == BL_POOL_RUN ? 0 : BL_ENOTRUNNING;
+  /* The same cap as bl_pool_new's processes (no wrap, no fork storm). */
+  if (rc == 0 && (pool->target > 4096 || n > 4096 - pool->target)) rc = -EINVAL;
   if (rc == 0) {
     pool->target += n;
     bl__pool_kick(pool);

@@ -7,6 +7,7 @@
 #include <billiard/billiard.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -518,7 +519,7 @@ Test(badinput, process) {
 
 /* ------------------------------------------------------ pool.h, result.h */
 static bl_pool_t *pool, *pout_pool;
-static bl_pool_options_t plo_noinit = {0}, plo_reserved;
+static bl_pool_options_t plo_noinit = {0}, plo_reserved, plo_many;
 static bl_apply_options_t ao_noinit = {0}, ao_reserved;
 static bl_result_t *res, *rout;
 static bl_imap_t *itout;
@@ -568,6 +569,12 @@ static pid_t pids[4];
   X(terminate_job_pid_null, bl_pool_terminate_job_pid(NULL, 1, 0, 0), -EINVAL) \
   X(terminate_job_pid_not_worker, bl_pool_terminate_job_pid(pool, 1, 0, 0), -ESRCH) \
   X(grow_null, bl_pool_grow(NULL, 1), -EINVAL)                                 \
+  X(grow_huge, bl_pool_grow(pool, UINT_MAX), -EINVAL)                          \
+  X(grow_past_cap, bl_pool_grow(pool, 4096), -EINVAL)                          \
+  X(size_unchanged, (int)bl_pool_size(pool), 1)                                \
+  X(shrink_more_than_idle, bl_pool_shrink(pool, UINT_MAX), -EBUSY)             \
+  X(new_too_many_processes, bl_pool_new(&pout_pool, &plo_many), -EINVAL)       \
+  X(worker_name_cap0, bl_pool_worker_name(pool, pids[0], buf, 0), -EINVAL)     \
   X(shrink_null, bl_pool_shrink(NULL, 1), -EINVAL)                             \
   X(restart_null, bl_pool_restart(NULL), -EINVAL)                              \
   X(restart_not_allowed, bl_pool_restart(pool), BL_ESTATE)                     \
@@ -634,8 +641,12 @@ Test(badinput, pool) {
   plo_reserved.reserved[0] = 1;
   bl_apply_options_init(&ao_reserved);
   ao_reserved.reserved[5] = 1;
+  bl_pool_options_init(&plo_many);
+  plo_many.processes = 5000;
   cr_assert_eq(bl_pool_new(&pool, &o), 0);
   cr_assert_eq(bl_pool_apply_async(pool, "bad_echo", "ok", 2, NULL, &res), 0);
+  cr_assert_eq(bl_result_wait(res, 30000), 0);
+  cr_assert_eq(bl_pool_pids(pool, pids, 4), 1);
   cr_assert_eq(bl_result_wait(res, 30000), 0);
   RUN("pool", pool_cases);
   cr_assert_eq(bl_pool_terminate(pool), 0);
