@@ -159,6 +159,24 @@ def main():
     r = d.ok('process.join', process='pr', timeout=10)
     assert r == {'exitcode': 0, 'alive': False}, r
 
+    # start methods: spawn/forkserver re-execute the driver for a
+    # self-contained target; handle targets and pools stay fork-only
+    assert hello['start_methods'] == ['fork', 'spawn', 'forkserver'], hello
+    for meth, code in (('spawn', 5), ('forkserver', 6)):
+        r = d.ok('process.start', target='exit', args={'code': code},
+                 start_method=meth, **{'as': 'sm-' + meth})
+        assert r['pid'] > 0, r
+        r = d.ok('process.join', process='sm-' + meth, timeout=10)
+        assert r == {'exitcode': code, 'alive': False}, (meth, r)
+        m = d.cmd('process.start', target='conn_send',
+                  args={'conn': 'x.b', 'data': 'no'}, start_method=meth)
+        assert not m['ok'] and m['error']['type'] == 'Unsupported', m
+        m = d.cmd('pool.new', processes=1, start_method=meth)
+        assert not m['ok'] and m['error']['type'] == 'Unsupported', m
+    assert d.ok('util.current_process')['name'] == 'MainProcess'
+    assert d.ok('util.cpu_count')['n'] >= 1
+    assert d.ok('util.active_children')['n'] == 0
+
     m = d.cmd('no.such.op')
     assert not m['ok'] and m['error']['type'] == 'Unsupported', m
 
