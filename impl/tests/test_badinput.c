@@ -324,7 +324,15 @@ static int pred_false(void *a) { (void)a; return 0; }
   X(barrier_n_waiting_null, bl_barrier_n_waiting(NULL), -EINVAL)               \
   X(barrier_broken_null, bl_barrier_broken(NULL), -EINVAL)                     \
   X(barrier_wait_aborted, bl_barrier_wait(bar, 0), BL_EBROKENBARRIER)          \
-  X(barrier_free_null, (bl_barrier_free(NULL), 0), 0)
+  X(barrier_free_null, (bl_barrier_free(NULL), 0), 0)                          \
+  X(lock_self_deadlock_timeout0, (bl_lock_acquire(lk, 0), bl_lock_acquire(lk, 0)), BL_ETIMEOUT) \
+  X(lock_release_held, bl_lock_release(lk), 0)                                 \
+  X(lock_release_twice, bl_lock_release(lk), BL_EOVERRELEASE)                  \
+  X(rlock_over_release, (bl_lock_acquire(rlk, 0), bl_lock_release(rlk), bl_lock_release(rlk)), BL_ESTATE) \
+  /* billiard: notify(n<=0) wakes nobody */                                  \
+  X(cond_notify_negative_noop, (bl_condition_acquire(cond, 0), iv = bl_condition_notify(cond, -1), bl_condition_release(cond), iv), 0) \
+  X(barrier_new_huge, bl_barrier_new((bl_barrier_t **)&outp, INT_MAX, NULL, NULL), 0) \
+  X(barrier_new_huge_free, (bl_barrier_free((bl_barrier_t **)&outp), 0), 0)
 #undef BAD_PFX
 #define BAD_PFX sync
 SYNC_CASES(BAD_DEF)
@@ -357,7 +365,7 @@ Test(badinput, synchronize) {
 
 /* -------------------------------------------------------- sharedctypes.h */
 static bl_value_t *val, *vout;
-static bl_shared_options_t so_noinit = {0};
+static bl_shared_options_t so_noinit = {0}, so_reserved;
 static int64_t i64;
 static uint64_t u64;
 static double f64;
@@ -395,12 +403,15 @@ static double f64;
   X(get_f64_range, bl_value_get_f64(val, 3, &f64), -ERANGE)                    \
   X(set_f64_null, bl_value_set_f64(NULL, 0, 1.0), -EINVAL)                     \
   X(set_f64_range, bl_value_set_f64(val, 3, 1.0), -ERANGE)                     \
-  X(typecode_size_unknown, bl_typecode_size('Z'), -EINVAL)
+  X(typecode_size_unknown, bl_typecode_size('Z'), -EINVAL)                     \
+  X(value_new_reserved, bl_value_new(&vout, 'i', &so_reserved), -EINVAL)
 #undef BAD_PFX
 #define BAD_PFX shared
 SHARED_CASES(BAD_DEF)
 static const bad_case_t shared_cases[] = {SHARED_CASES(BAD_ROW)};
 Test(badinput, sharedctypes) {
+  bl_shared_options_init(&so_reserved);
+  so_reserved.reserved[1] = 1;
   cr_assert_eq(bl_array_new(&val, 'i', 3, NULL), 0);
   RUN("sharedctypes", shared_cases);
   cr_expect_null(vout);
@@ -665,7 +676,7 @@ Test(badinput, pool) {
 
 /* ------------------------------------------------------------- manager.h */
 static bl_manager_t *mgr, *mout;
-static bl_proxy_t *dpx, *pxout;
+static bl_proxy_t *dpx, *pxout, *lpx, *qpx, *mlpx;
 static bl_manager_options_t mo_noinit = {0}, mo_reserved, mo_key0, mo_keybig;
 static char bigkey[BL_MANAGER_AUTHKEY_MAX + 1];
 static uint32_t u32;
@@ -741,7 +752,15 @@ static uint32_t u32;
   X(value_huge, bl_manager_value(mgr, &pxout, buf, SIZE_MAX), -EINVAL)         \
   X(dict_set_huge, bl_dict_set(dpx, "k", buf, SIZE_MAX), -EINVAL)             \
   X(dict_set_huge_key, bl_dict_set(dpx, bigkey, "v", 1), 0)                    \
-  X(still_usable, bl_dict_len(dpx, &sz), 0)
+  X(still_usable, bl_dict_len(dpx, &sz), 0)                                    \
+  X(connect_wrong_key, bl_manager_connect(&mout, bl_manager_address(mgr), "bad", 3), BL_EAUTH) \
+  X(connect_key_len0, bl_manager_connect(&mout, bl_manager_address(mgr), "k", 0), -EINVAL) \
+  X(connect_key_too_long, bl_manager_connect(&mout, bl_manager_address(mgr), bigkey, sizeof bigkey), -EINVAL) \
+  X(list_get_range, (bl_manager_list(mgr, &lpx), bl_list_get(lpx, 5, &vp, &sz)), -ERANGE) \
+  X(list_set_range, bl_list_set(lpx, -1, "v", 1), -ERANGE)                     \
+  X(wrong_kind_dict_on_list, bl_dict_len(lpx, &sz), -EINVAL)                   \
+  X(mqueue_get_empty, (bl_manager_queue(mgr, &qpx), bl_mqueue_get(qpx, &vp, &sz, 0)), BL_EEMPTY) \
+  X(mlock_release_unheld, (bl_manager_lock(mgr, &mlpx), bl_mlock_release(mlpx)), BL_EOVERRELEASE)
 #define MGR_DOWN_CASES(X)                                                      \
   X(down_dict_set, bl_dict_set(dpx, "k", "v", 1), BL_ENOTRUNNING)              \
   X(down_dict_get, bl_dict_get(dpx, "k", &vp, &sz), BL_ENOTRUNNING)            \
@@ -777,6 +796,10 @@ Test(badinput, manager) {
   RUN("manager-down", mgr_down_cases);
   cr_expect_null(mout);
   cr_expect_null(pxout);
+  cr_expect_eq(bl_list_len(lpx, &sz), BL_ENOTRUNNING);
+  bl_proxy_free(&lpx);
+  bl_proxy_free(&qpx);
+  bl_proxy_free(&mlpx);
   bl_proxy_free(&dpx);
   bl_proxy_free(&dpx);
   bl_manager_free(&mgr);
