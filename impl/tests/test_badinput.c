@@ -52,7 +52,12 @@ static int noop_target(const void *a, size_t l) {
 static int echo_task(bl_task_ctx_t *ctx, const void *a, size_t l) {
   return bl_task_return(ctx, a, l);
 }
+static int sleep_task(bl_task_ctx_t *ctx, const void *a, size_t l) {
+  (void)a, (void)l;
+  return bl_task_sleep(ctx, 20000);
+}
 static void setup(void) {
+  cr_assert_eq(bl_register_task("bad_sleep", sleep_task), 0);
   cr_assert_eq(bl_register_target("bad_noop", noop_target), 0);
   cr_assert_eq(bl_register_task("bad_echo", echo_task), 0);
 }
@@ -658,9 +663,22 @@ Test(badinput, pool) {
   cr_assert_eq(bl_pool_apply_async(pool, "bad_echo", "ok", 2, NULL, &res), 0);
   cr_assert_eq(bl_result_wait(res, 30000), 0);
   cr_assert_eq(bl_pool_pids(pool, pids, 4), 1);
-  cr_assert_eq(bl_result_wait(res, 30000), 0);
+  bl_imap_t *it;
+  cr_assert_eq(bl_pool_imap(pool, "bad_echo", args1, lens1, 1, NULL, &it), 0);
+  cr_assert_eq(bl_imap_next(it, 30000, &cvp, &sz, NULL), 0);
   RUN("pool", pool_cases);
+  bl_result_t *slow; /* never finishes: terminate must fail it */
+  cr_assert_eq(bl_pool_apply_async(pool, "bad_sleep", NULL, 0, NULL, &slow), 0);
   cr_assert_eq(bl_pool_terminate(pool), 0);
+  cr_expect_eq(bl_result_get(slow, 30000, NULL, NULL, NULL), BL_ETERMINATED);
+  cr_expect_eq(bl_result_successful(slow), 0);
+  bl_result_free(&slow);
+  cr_expect_eq(bl_imap_next(it, 0, &cvp, &sz, NULL), BL_EEOF);
+  cr_expect_eq(bl_imap_next(it, 0, &cvp, &sz, NULL), BL_EEOF, "exhausted stays exhausted");
+  cr_expect_not_null(bl_imap_result(it));
+  bl_imap_free(&it);
+  bl_imap_free(&it);
+  cr_expect_null(it);
   RUN("pool-after-terminate", pool_after_cases);
   cr_expect_null(pout_pool);
   cr_expect_null(rout);
