@@ -222,7 +222,8 @@ BL_API int bl_pool_terminate_job(bl_pool_t *pool, bl_result_t *r, int sig);
  * while worker pid is running job `job`; else -ESRCH and nothing is sent. */
 BL_API int bl_pool_terminate_job_pid(bl_pool_t *pool, pid_t pid,
                                      uint64_t job, int sig);
-/* Add n workers now. */
+/* Add n workers now. -EINVAL when the pool would exceed 4096 workers (the
+ * same cap as bl_pool_new). */
 BL_API int bl_pool_grow(bl_pool_t *pool, unsigned n);
 /* Retire up to n idle workers (they exit 0 cleanly). Fewer idle than n:
  * retires those and returns -EBUSY (billiard's ValueError "Can't shrink

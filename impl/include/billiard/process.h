@@ -47,8 +47,9 @@ BL_API void bl_process_options_init(bl_process_options_t *o);
  * arg are copied (arg may be NULL when len is 0); o may be NULL for the
  * defaults. The name counter advances here, like billiard's constructor.
  * 0, -EINVAL (bad options, skipped _init, non-zero reserved, unknown
- * start method), -ENOMEM, BL_ENOTSUPPORTED (spawn/forkserver in a build
- * without the start-method layer). On error *p is NULL. */
+ * start method), -EMSGSIZE (len above 1 GiB), -ENOMEM, BL_ENOTSUPPORTED
+ * (spawn/forkserver in a build without the start-method layer). On error *p
+ * is NULL. */
 BL_API int bl_process_new(bl_process_t **p, const char *target, const void *arg,
                           size_t len, const bl_process_options_t *o);
 
