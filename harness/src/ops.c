@@ -44,6 +44,9 @@ static const bc_op_t ops[] = {
     P("context.get_start_method"), P("context.set_start_method"),
     P("context.get_all_start_methods"), P("util.cpu_count"), P("util.current_process"),
     P("util.active_children"),
+    /* Managers */
+    P("manager.start"), P("manager.connect"), P("manager.shutdown"), P("manager.kill"),
+    P("manager.new"), P("proxy.call"),
     /* scenario-format.md: harness operations */
     H("wait_event", BC_H_WAIT_EVENT, "event timeout count as *", "event", NULL),
     H("expect_events", BC_H_EXPECT_EVENTS, "event count min max *", "event", NULL),
@@ -78,7 +81,8 @@ const char *const bc_tasks[] = {
 
 const char *const bc_targets[] = {
     "exit", "sleep", "kill_self", "queue_put", "queue_get", "lock_hold", "lock_hold_die",
-    "event_wait", "value_add", "conn_send", "conn_recv", "barrier_wait", NULL};
+    "event_wait", "value_add", "conn_send", "conn_recv", "barrier_wait", "proxy_call",
+    "proxy_add", NULL};
 
 const char *const bc_events[] = {
     "worker.up", "worker.down", "job.accepted", "job.ready", "job.callback",
@@ -105,7 +109,7 @@ const char *const bc_duration_keys[] = {
 
 const char *const bc_handle_keys[] = {
     "as", "pool", "job", "iter", "process", "conn", "queue", "lock", "event", "condition",
-    "barrier", "value", "array", NULL};
+    "barrier", "value", "array", "manager", "proxy", NULL};
 
 bool bc_in_list(const char *const *list, const char *s) {
   for (; *list; list++)

@@ -572,7 +572,9 @@ static int call(bl_manager_t *m, uint8_t op, uint8_t kind, uint32_t id, int64_t 
   BL_VALIDATE(val || vlen == 0, -EINVAL);
   pthread_mutex_lock(&m->mu);
   int rc = 0;
-  if (m->shut) rc = BL_ENOTRUNNING;
+  /* billiard: creating on a shut-down manager asserts "server not yet
+   * started"; a proxy's call finds its connection gone. */
+  if (m->shut) rc = op == OP_CREATE ? BL_ESTATE : BL_ENOTRUNNING;
   else if (!m->address) rc = BL_ESTATE;
   if (rc == 0) rc = open_conn(m);
   if (rc) goto done;

@@ -52,6 +52,9 @@ Test(manager, lifecycle_and_idempotent_shutdown) {
   size_t n;
   cr_expect_eq(bl_dict_get(d, "k", &v, &n), BL_ENOTRUNNING);
   cr_expect_eq(bl_manager_start(m), BL_ESTATE);
+  bl_proxy_t *late = NULL; /* billiard: AssertionError 'server not yet started' */
+  cr_expect_eq(bl_manager_dict(m, &late), BL_ESTATE);
+  cr_expect_null(late);
   bl_proxy_free(&d);
   cr_expect_null(d);
   bl_manager_free(&m);

@@ -39,7 +39,7 @@ json_t *bcd_unsupported(bcd_err_t *e, const char *fmt, ...)
 typedef enum bcd_kind {
   BCD_POOL = 1, BCD_JOB, BCD_ITER, BCD_PROCESS, BCD_CONN, BCD_QUEUE,
   BCD_LOCK, BCD_EVENT, BCD_COND, BCD_BARRIER, BCD_VALUE, BCD_ARRAY,
-  BCD_KIND_MAX
+  BCD_MANAGER, BCD_PROXY, BCD_KIND_MAX
 } bcd_kind_t;
 
 typedef struct bcd_handle {
@@ -136,6 +136,7 @@ extern const bcd_op_t bcd_ops_pool[];
 extern const bcd_op_t bcd_ops_process[];
 extern const bcd_op_t bcd_ops_sync[];
 extern const bcd_op_t bcd_ops_misc[];
+extern const bcd_op_t bcd_ops_manager[];
 
 /* Features contributed by the optional parts (NULL-terminated). */
 extern const char *const bcd_features_sync[];
@@ -144,6 +145,7 @@ extern const char *const bcd_features_sync[];
 int bcd_register_tasks(void);
 int bcd_target_self_contained(const char *name); /* runs under spawn/forkserver */
 int bcd_register_sync_targets(void);   /* ops_sync.c */
+int bcd_register_manager_targets(void); /* ops_manager.c */
 json_t *bcd_task_names(void);
 
 /* ---- misc (ops_misc.c) ---- */

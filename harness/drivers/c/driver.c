@@ -62,7 +62,8 @@ void *bcd_find(const char *name, bcd_kind_t kind) {
 static const char *kind_name(bcd_kind_t k) {
   static const char *const n[BCD_KIND_MAX] = {
       "?", "pool", "job", "iter", "process", "conn", "queue",
-      "lock", "event", "condition", "barrier", "value", "array"};
+      "lock", "event", "condition", "barrier", "value", "array",
+      "manager", "proxy"};
   return k > 0 && k < BCD_KIND_MAX ? n[k] : "?";
 }
 
@@ -80,7 +81,8 @@ void *bcd_lookup(const json_t *a, const char *key, bcd_kind_t kind,
 
 /* ---- dispatch ---- */
 static const bcd_op_t *const tables[] = {bcd_ops_pool, bcd_ops_process,
-                                         bcd_ops_sync, bcd_ops_misc};
+                                         bcd_ops_sync, bcd_ops_misc,
+                                         bcd_ops_manager};
 
 static bcd_op_fn find_op(const char *op) {
   for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
@@ -155,7 +157,8 @@ static const char *const base_features[] = {
     "pool.join-timeout", "pool.terminate_job", "pool.grow", "pool.shrink",
     "pool.restart", "worker-loss", "restart-freq", "time-limits.soft", "time-limits.hard", "time-limits.per-job",
     "wallclock", "clock.jump", "process", "process.terminate", "pipe",
-    "context", "util",
+    "context", "util", "manager", "manager.connect", "manager.queue",
+    "manager.lock", "manager.event",
     NULL};
 
 static void hello(void) {
@@ -188,7 +191,8 @@ static void teardown(void) {
   static const bcd_kind_t order[] = {BCD_ITER, BCD_POOL, BCD_JOB,
                                      BCD_PROCESS, BCD_CONN, BCD_QUEUE,
                                      BCD_COND, BCD_LOCK, BCD_EVENT,
-                                     BCD_BARRIER, BCD_VALUE, BCD_ARRAY};
+                                     BCD_BARRIER, BCD_VALUE, BCD_ARRAY,
+                                     BCD_PROXY, BCD_MANAGER};
   for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
     for (bcd_handle_t *h = bcd.handles; h; h = h->next)
       if (h->kind == order[k] && h->destroy) {

@@ -369,6 +369,8 @@ int bcd_register_tasks(void) {
   for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
     if (bl_register_target(targets[i].name, targets[i].fn) != 0)
       return -1;
+  if (bcd_register_manager_targets() != 0)
+    return -1;
   return bcd_register_sync_targets();
 }
 

@@ -275,7 +275,47 @@ def p_barrier_wait(a):
         os._exit(1)
 
 
+# -- manager proxies (INTERPRETING.md §6, "Managers") --------------------------
+# proxy.call whitelist: typeid -> methods.
+PROXY_METHODS = {
+    'dict': ('__getitem__', '__setitem__', '__delitem__', '__len__'),
+    'list': ('append', '__getitem__', '__setitem__', '__len__'),
+    'Namespace': ('getattr', 'setattr'),
+    'Queue': ('put', 'get', 'qsize', 'empty'),
+    'Lock': ('acquire', 'release'),
+    'Event': ('set', 'clear', 'is_set', 'wait'),
+    'Value': ('get', 'set'),
+}
+
+
+def proxy_call(px, method, args):
+    typeid = px._token.typeid
+    if method not in PROXY_METHODS.get(typeid, ()):
+        raise AttributeError('%s proxy has no method %s' % (typeid, method))
+    if typeid == 'Namespace':
+        if method == 'getattr':
+            return getattr(px, args[0])
+        setattr(px, args[0], args[1])
+        return None
+    attr = getattr(px, method)
+    return attr(*args) if callable(attr) else attr   # Barrier properties
+
+
+def p_proxy_call(a):
+    for _ in range(int(a.get('times', 1))):
+        proxy_call(a['proxy'], a['method'], a.get('args') or [])
+
+
+def p_proxy_add(a):
+    v, lk = a['proxy'], a['lock']
+    for _ in range(int(a.get('n', 1))):
+        lk.acquire()
+        v.set(v.get() + 1)
+        lk.release()
+
+
 TARGETS = {
+    'proxy_call': p_proxy_call, 'proxy_add': p_proxy_add,
     'exit': p_exit, 'sleep': p_sleep, 'kill_self': p_kill_self,
     'queue_put': p_queue_put, 'queue_get': p_queue_get,
     'lock_hold': p_lock_hold, 'lock_hold_die': p_lock_hold_die,

@@ -61,6 +61,8 @@ COMMON_FEATURES = [
     'wallclock', 'process', 'process.terminate', 'pipe', 'queue',
     'queue.joinable', 'queue.simple', 'lock', 'rlock', 'semaphore', 'event',
     'condition', 'barrier', 'value', 'array', 'context', 'util',
+    'manager', 'manager.connect', 'manager.queue', 'manager.lock',
+    'manager.event',
 ]
 BILLIARD_FEATURES = [
     'pool.callbacks.accept', 'pool.callbacks.timeout', 'pool.events.worker',
@@ -248,6 +250,7 @@ class Driver:
         self.lock = threading.Lock()
         self.nhandle = 0
         self.processes = []
+        self.managers = []        # started here: shut down at teardown
         self.worker_pids = set()
         self.timens = False
         self.features = list(COMMON_FEATURES)
@@ -705,7 +708,7 @@ class Driver:
                 'pids': [p.pid for p in kids]}
 
     # ===== processes ===========================================================
-    RESOLVE = ('queue', 'lock', 'event', 'value', 'conn', 'barrier')
+    RESOLVE = ('queue', 'lock', 'event', 'value', 'conn', 'barrier', 'proxy')
 
     def op_process_start(self, a):
         name = self.name(a, 'process')
@@ -971,6 +974,71 @@ class Driver:
         self.get(a, 'array')[int(a['index'])] = a['set']
         return {}
 
+
+    # ===== managers ============================================================
+    def _sync_manager(self):
+        import importlib
+        return importlib.import_module(
+            self.impl.mod.__name__ + '.managers').SyncManager
+
+    def op_manager_start(self, a):
+        name = self.name(a, 'manager')
+        key = a.get('authkey')
+        m = self._sync_manager()(
+            authkey=None if key is None else key.encode('utf-8'),
+            ctx=self.impl.ctx)
+        m.start()
+        self.managers.append(m)
+        self.h[name] = m
+        return {'manager': name, 'address': str(m.address),
+                'pid': m._process.pid}
+
+    def op_manager_connect(self, a):
+        name = self.name(a, 'manager')
+        m = self.get(a, 'manager')
+        key = a.get('authkey')
+        key = bytes(m._authkey) if key is None else key.encode('utf-8')
+        c = self._sync_manager()(address=m.address, authkey=key)
+        c.connect()
+        self.h[name] = c
+        return {'manager': name}
+
+    def op_manager_shutdown(self, a):
+        self.get(a, 'manager').shutdown()
+        return {}
+
+    def op_manager_kill(self, a):
+        m = self.get(a, 'manager')
+        p = getattr(m, '_process', None)
+        if p is None or p.pid is None:
+            raise ValueError('this handle did not start a manager')
+        sig = bc_tasks._signum(a.get('signal', 'SIGKILL'))
+        os.kill(p.pid, sig)
+        return {'pid': p.pid}
+
+    def op_manager_new(self, a):
+        m = self.get(a, 'manager')
+        typeid = a.get('typeid')
+        if typeid not in bc_tasks.PROXY_METHODS:
+            raise KeyError(typeid)
+        name = self.name(a, 'proxy')
+        ta = a.get('args') or {}
+        if typeid == 'list':
+            px = m.list(ta.get('init', []))
+        elif typeid == 'Value':
+            px = m.Value(ta.get('typecode', 'i'), ta.get('value', 0))
+        elif typeid == 'Queue':
+            px = m.Queue(ta.get('maxsize', 0) or 0)
+        else:
+            px = getattr(m, typeid)()
+        self.h[name] = px
+        return {'proxy': name}
+
+    def op_proxy_call(self, a):
+        px = self.get(a, 'proxy')
+        return {'value': bc_tasks.proxy_call(px, a.get('method'),
+                                              a.get('args') or [])}
+
     # ===== clock and faults ====================================================
     def op_clock_jump(self, a):
         raise Unsupported('no injectable monotonic clock in %s' %
@@ -1013,6 +1081,13 @@ class Driver:
         th.join(2.0)
         if th.is_alive():
             log('pool terminate wedged; killing workers')
+        for m in self.managers:
+            p = getattr(m, '_process', None)
+            if p is not None and p.pid is not None:
+                try:
+                    os.kill(p.pid, signal.SIGKILL)
+                except OSError:
+                    pass
         pids = set(self.worker_pids)
         for rec in self.pools.values():
             for w in list(rec.pool._pool):

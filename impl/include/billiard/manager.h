@@ -25,8 +25,8 @@
  * (EOFError); a call that must connect while the manager is gone returns
  * -ECONNREFUSED (ConnectionRefusedError; BL_EEOF if the connect races the
  * dying server); after bl_manager_shutdown
- * every proxy call returns BL_ENOTRUNNING. No call hangs on a dead
- * manager. */
+ * every proxy call returns BL_ENOTRUNNING and creating an object returns
+ * BL_ESTATE (billiard: AssertionError). No call hangs on a dead manager. */
 #ifndef BILLIARD_MANAGER_H
 #define BILLIARD_MANAGER_H
 

@@ -1,0 +1,570 @@
+/* ops_manager.c: manager.* and proxy.call ops (<billiard/manager.h>), and
+ * the process targets that use proxies.
+ *
+ * Values crossing a proxy are the JSON text of the protocol value, so a
+ * dict key 1 and a key "1" stay distinct, as in Python. proxy.call takes a
+ * method name from the per-type whitelist of INTERPRETING.md §6 and its
+ * positional args; errors are translated to the exception the Python
+ * proxy raises (KeyError, IndexError, Empty, RuntimeError, ...). A proxy
+ * used in a forked child opens its own connection (the library does). */
+#include "bcd.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <billiard/manager.h>
+
+/* ---- records ---- */
+typedef struct mgr_rec {
+  bl_manager_t *m;
+} mgr_rec_t;
+
+typedef struct ptype ptype_t;
+typedef struct proxy_rec {
+  bl_proxy_t *px;
+  const ptype_t *t;
+} proxy_rec_t;
+
+static void mgr_destroy(void *o) {
+  mgr_rec_t *r = o;
+  bl_manager_free(&r->m);
+  free(r);
+}
+
+static void proxy_destroy(void *o) {
+  proxy_rec_t *r = o;
+  bl_proxy_free(&r->px);
+  free(r);
+}
+
+/* ---- errors ---- */
+/* A failure reaching the manager, as Python's proxies report it: after
+ * shutdown their connection is gone (BrokenPipeError). */
+static json_t *fail_conn(bcd_err_t *e, int rc, const char *what) {
+  if (rc == BL_ENOTRUNNING) {
+    bcd_fail(e, "BrokenPipeError", "manager has shut down");
+    e->code = bl_err_name(rc);
+    return NULL;
+  }
+  if (rc == -ECONNREFUSED)
+    return bcd_fail(e, "ConnectionRefusedError", "[Errno %d] %s (%s)", -rc,
+                    bl_strerror(rc), what);
+  if (rc == -ECONNRESET)
+    return bcd_fail(e, "ConnectionResetError", "[Errno %d] %s (%s)", -rc,
+                    bl_strerror(rc), what);
+  return bcd_fail_rc(e, rc, NULL, what);
+}
+
+/* ---- values ---- */
+static int enc(json_t *v, char **s, size_t *n) {
+  *s = bcd_dump(v ? v : json_null());
+  if (*s == NULL)
+    return -ENOMEM;
+  *n = strlen(*s);
+  return 0;
+}
+
+/* The malloc'd bytes of a reply as a JSON value (freed here). */
+static json_t *dec(void *buf, size_t n) {
+  json_t *v = bcd_parse(buf, n);
+  free(buf);
+  return v ? v : json_null();
+}
+
+static json_t *arg(json_t *args, size_t i) { return json_array_get(args, i); }
+
+/* Timeout in ms of a (block, timeout) pair at args[i], args[i+1]:
+ * block false -> 0; timeout null/absent -> -1. */
+static int block_timeout(json_t *args, size_t i) {
+  json_t *b = arg(args, i);
+  if (b && json_is_false(b))
+    return 0;
+  json_t *t = arg(args, i + 1);
+  return t && json_is_number(t) ? bcd_ms(json_number_value(t)) : -1;
+}
+
+static int timeout_at(json_t *args, size_t i) {
+  json_t *t = arg(args, i);
+  return t && json_is_number(t) ? bcd_ms(json_number_value(t)) : -1;
+}
+
+/* ---- the types ---- */
+typedef json_t *(*call_fn)(proxy_rec_t *r, const char *method, json_t *args,
+                           bcd_err_t *e);
+typedef int (*create_fn)(bl_manager_t *m, json_t *a, bl_proxy_t **px,
+                         bcd_err_t *e);
+struct ptype {
+  const char *typeid;
+  create_fn create;
+  call_fn call;
+  const char *const *methods; /* the whitelist */
+};
+
+#define DONE(rc, what)                                                       \
+  ((rc) < 0 ? fail_conn(e, rc, what) : json_pack("{s:n}", "value"))
+
+static json_t *value_of(int rc, void *buf, size_t n, bcd_err_t *e,
+                        const char *what) {
+  if (rc < 0)
+    return fail_conn(e, rc, what);
+  return json_pack("{s:o}", "value", dec(buf, n));
+}
+
+static json_t *count_of(int rc, size_t n, bcd_err_t *e, const char *what) {
+  if (rc < 0)
+    return fail_conn(e, rc, what);
+  return json_pack("{s:I}", "value", (json_int_t)n);
+}
+
+static json_t *bool_of(int v) { return json_pack("{s:b}", "value", v); }
+
+/* dict: keys are the JSON text of the key. */
+static json_t *call_dict(proxy_rec_t *r, const char *m, json_t *args,
+                         bcd_err_t *e) {
+  char *k = NULL, *v = NULL;
+  size_t kn = 0, vn = 0, n = 0;
+  void *out = NULL;
+  json_t *res;
+  int rc = 0;
+  if (strcmp(m, "__len__") == 0) {
+    rc = bl_dict_len(r->px, &n);
+    return count_of(rc, n, e, m);
+  }
+  if (enc(arg(args, 0), &k, &kn) != 0)
+    return bcd_fail(e, "MemoryError", "out of memory");
+  if (strcmp(m, "__setitem__") == 0) {
+    if ((rc = enc(arg(args, 1), &v, &vn)) == 0)
+      rc = bl_dict_set(r->px, k, v, vn);
+    res = DONE(rc, m);
+  } else if (strcmp(m, "__getitem__") == 0) {
+    rc = bl_dict_get(r->px, k, &out, &n);
+    res = rc == BL_ENOTFOUND ? bcd_fail(e, "KeyError", "%s", k)
+                             : value_of(rc, out, n, e, m);
+  } else { /* __delitem__ */
+    rc = bl_dict_del(r->px, k);
+    res = rc == BL_ENOTFOUND ? bcd_fail(e, "KeyError", "%s", k) : DONE(rc, m);
+  }
+  free(k);
+  free(v);
+  return res;
+}
+
+static long index_of(json_t *args) {
+  json_t *i = arg(args, 0);
+  return json_is_integer(i) ? (long)json_integer_value(i) : 0;
+}
+
+static json_t *index_error(bcd_err_t *e, const char *what) {
+  return bcd_fail(e, "IndexError", "%s index out of range", what);
+}
+
+static json_t *call_list(proxy_rec_t *r, const char *m, json_t *args,
+                         bcd_err_t *e) {
+  char *v = NULL;
+  size_t vn = 0, n = 0;
+  void *out = NULL;
+  int rc;
+  if (strcmp(m, "__len__") == 0) {
+    rc = bl_list_len(r->px, &n);
+    return count_of(rc, n, e, m);
+  }
+  if (strcmp(m, "__getitem__") == 0) {
+    rc = bl_list_get(r->px, index_of(args), &out, &n);
+    return rc == -ERANGE ? index_error(e, "list") : value_of(rc, out, n, e, m);
+  }
+  json_t *res;
+  if (strcmp(m, "append") == 0) {
+    if ((rc = enc(arg(args, 0), &v, &vn)) == 0)
+      rc = bl_list_append(r->px, v, vn);
+    res = DONE(rc, m);
+  } else { /* __setitem__ */
+    if ((rc = enc(arg(args, 1), &v, &vn)) == 0)
+      rc = bl_list_set(r->px, index_of(args), v, vn);
+    res = rc == -ERANGE ? bcd_fail(e, "IndexError",
+                                   "list assignment index out of range")
+                        : DONE(rc, m);
+  }
+  free(v);
+  return res;
+}
+
+/* Namespace: getattr/setattr with the attribute name as args[0]. */
+static json_t *call_ns(proxy_rec_t *r, const char *m, json_t *args,
+                       bcd_err_t *e) {
+  const char *name = json_string_value(arg(args, 0));
+  if (name == NULL || *name == 0)
+    return bcd_fail(e, "TypeError", "attribute name must be a string");
+  char *v = NULL;
+  size_t vn = 0, n = 0;
+  void *out = NULL;
+  int rc;
+  if (strcmp(m, "getattr") == 0) {
+    rc = bl_namespace_get(r->px, name, &out, &n);
+    if (rc == BL_ENOTFOUND)
+      return bcd_fail(e, "AttributeError",
+                      "'Namespace' object has no attribute '%s'", name);
+    return value_of(rc, out, n, e, m);
+  }
+  if ((rc = enc(arg(args, 1), &v, &vn)) == 0)
+    rc = bl_namespace_set(r->px, name, v, vn);
+  free(v);
+  return DONE(rc, m);
+}
+
+static json_t *call_queue(proxy_rec_t *r, const char *m, json_t *args,
+                          bcd_err_t *e) {
+  char *v = NULL;
+  size_t vn = 0, n = 0;
+  void *out = NULL;
+  int rc;
+  if (strcmp(m, "put") == 0) {
+    if ((rc = enc(arg(args, 0), &v, &vn)) == 0)
+      rc = bl_mqueue_put(r->px, v, vn);
+    free(v);
+    return DONE(rc, m);
+  }
+  if (strcmp(m, "get") == 0) {
+    rc = bl_mqueue_get(r->px, &out, &n, block_timeout(args, 0));
+    return rc == BL_EEMPTY ? bcd_fail(e, "Empty", "%s", "")
+                           : value_of(rc, out, n, e, m);
+  }
+  if (strcmp(m, "empty") == 0) {
+    if ((rc = bl_mqueue_size(r->px, &n)) < 0)
+      return fail_conn(e, rc, m);
+    return bool_of(n == 0);
+  }
+  rc = bl_mqueue_size(r->px, &n); /* qsize */
+  return count_of(rc, n, e, m);
+}
+
+static json_t *call_lock(proxy_rec_t *r, const char *m, json_t *args,
+                         bcd_err_t *e) {
+  int rc;
+  if (strcmp(m, "acquire") == 0) {
+    rc = bl_mlock_acquire(r->px, block_timeout(args, 0));
+    if (rc == BL_ETIMEOUT)
+      return bool_of(0);
+    return rc < 0 ? fail_conn(e, rc, m) : bool_of(1);
+  }
+  rc = bl_mlock_release(r->px);
+  if (rc == BL_EOVERRELEASE) /* threading.Lock.release() */
+    return bcd_fail(e, "RuntimeError", "release unlocked lock");
+  return DONE(rc, m);
+}
+
+static json_t *call_event(proxy_rec_t *r, const char *m, json_t *args,
+                          bcd_err_t *e) {
+  int rc;
+  if (strcmp(m, "set") == 0)
+    rc = bl_mevent_set(r->px);
+  else if (strcmp(m, "clear") == 0)
+    rc = bl_mevent_clear(r->px);
+  else if (strcmp(m, "is_set") == 0)
+    rc = bl_mevent_is_set(r->px);
+  else
+    rc = bl_mevent_wait(r->px, timeout_at(args, 0));
+  if (rc < 0)
+    return fail_conn(e, rc, m);
+  if (strcmp(m, "set") == 0 || strcmp(m, "clear") == 0)
+    return json_pack("{s:n}", "value");
+  return bool_of(rc == 1);
+}
+
+static json_t *call_value(proxy_rec_t *r, const char *m, json_t *args,
+                          bcd_err_t *e) {
+  void *out = NULL;
+  size_t n = 0;
+  int rc;
+  if (strcmp(m, "get") == 0) {
+    rc = bl_mvalue_get(r->px, &out, &n);
+    return value_of(rc, out, n, e, m);
+  }
+  char *v = NULL;
+  rc = enc(arg(args, 0), &v, &n);
+  if (rc == 0)
+    rc = bl_mvalue_set(r->px, v, n);
+  free(v);
+  return DONE(rc, m);
+}
+
+static int new_dict(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
+  (void)a, (void)e;
+  return bl_manager_dict(m, px);
+}
+static int new_list(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
+  (void)e;
+  int rc = bl_manager_list(m, px);
+  json_t *init = json_object_get(a, "init");
+  for (size_t i = 0; rc == 0 && i < json_array_size(init); i++) {
+    char *v;
+    size_t n;
+    if ((rc = enc(json_array_get(init, i), &v, &n)) == 0)
+      rc = bl_list_append(*px, v, n);
+    free(v);
+  }
+  return rc;
+}
+static int new_ns(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
+  (void)a, (void)e;
+  return bl_manager_namespace(m, px);
+}
+static int new_queue(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
+  if (bcd_num(a, "maxsize", 0) > 0) {
+    bcd_unsupported(e, "manager queues are unbounded in libbilliard");
+    return 1;
+  }
+  return bl_manager_queue(m, px);
+}
+static int new_lock(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
+  (void)a, (void)e;
+  return bl_manager_lock(m, px);
+}
+static int new_event(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
+  (void)a, (void)e;
+  return bl_manager_event(m, px);
+}
+static int new_value(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
+  (void)e;
+  char *v;
+  size_t n;
+  int rc = enc(json_object_get(a, "value"), &v, &n);
+  if (rc == 0)
+    rc = bl_manager_value(m, px, v, n);
+  free(v);
+  return rc;
+}
+
+static const char *const m_dict[] = {"__getitem__", "__setitem__",
+                                     "__delitem__", "__len__", NULL};
+static const char *const m_list[] = {"append", "__getitem__", "__setitem__",
+                                     "__len__", NULL};
+static const char *const m_ns[] = {"getattr", "setattr", NULL};
+static const char *const m_queue[] = {"put", "get", "qsize", "empty", NULL};
+static const char *const m_lock[] = {"acquire", "release", NULL};
+static const char *const m_event[] = {"set", "clear", "is_set", "wait", NULL};
+static const char *const m_value[] = {"get", "set", NULL};
+
+static const ptype_t types[] = {
+    {"dict", new_dict, call_dict, m_dict},
+    {"list", new_list, call_list, m_list},
+    {"Namespace", new_ns, call_ns, m_ns},
+    {"Queue", new_queue, call_queue, m_queue},
+    {"Lock", new_lock, call_lock, m_lock},
+    {"Event", new_event, call_event, m_event},
+    {"Value", new_value, call_value, m_value},
+};
+
+static const ptype_t *type_of(const char *typeid) {
+  for (size_t i = 0; typeid && i < sizeof types / sizeof types[0]; i++)
+    if (strcmp(types[i].typeid, typeid) == 0)
+      return &types[i];
+  return NULL;
+}
+
+/* ---- manager.* ---- */
+static json_t *op_start(json_t *a, bcd_err_t *e) {
+  char *name = bcd_new_name(a, "manager", e);
+  if (name == NULL)
+    return NULL;
+  bl_manager_options_t o;
+  bl_manager_options_init(&o);
+  const char *key = bcd_str(a, "authkey");
+  if (key != NULL) {
+    o.authkey = key;
+    o.authkey_len = strlen(key);
+  }
+  mgr_rec_t *r = calloc(1, sizeof *r);
+  int rc = r ? bl_manager_new(&r->m, &o) : -ENOMEM;
+  if (rc == 0)
+    rc = bl_manager_start(r->m);
+  if (rc != 0) {
+    if (r)
+      bl_manager_free(&r->m);
+    free(r);
+    free(name);
+    return bcd_fail_rc(e, rc, NULL, "manager.start");
+  }
+  bcd_add(name, BCD_MANAGER, r, mgr_destroy);
+  return json_pack("{s:s,s:s,s:i}", "manager", name, "address",
+                   bl_manager_address(r->m), "pid", (int)bl_manager_pid(r->m));
+}
+
+static json_t *op_connect(json_t *a, bcd_err_t *e) {
+  mgr_rec_t *m = bcd_lookup(a, "manager", BCD_MANAGER, e);
+  if (m == NULL)
+    return NULL;
+  char *name = bcd_new_name(a, "manager", e);
+  if (name == NULL)
+    return NULL;
+  size_t klen;
+  const void *key = bl_manager_authkey(m->m, &klen);
+  const char *k = bcd_str(a, "authkey");
+  if (k != NULL) {
+    key = k;
+    klen = strlen(k);
+  }
+  mgr_rec_t *r = calloc(1, sizeof *r);
+  int rc = r ? bl_manager_connect(&r->m, bl_manager_address(m->m), key, klen)
+             : -ENOMEM;
+  if (rc != 0) {
+    free(r);
+    free(name);
+    if (rc == BL_EAUTH)
+      return bcd_fail(e, "AuthenticationError", "digest sent was rejected");
+    return fail_conn(e, rc, "manager.connect");
+  }
+  bcd_add(name, BCD_MANAGER, r, mgr_destroy);
+  return json_pack("{s:s}", "manager", name);
+}
+
+static json_t *op_shutdown(json_t *a, bcd_err_t *e) {
+  mgr_rec_t *m = bcd_lookup(a, "manager", BCD_MANAGER, e);
+  if (m == NULL)
+    return NULL;
+  int rc = bl_manager_shutdown(m->m);
+  if (rc != 0)
+    return bcd_fail_rc(e, rc, NULL, "manager.shutdown");
+  return json_object();
+}
+
+static json_t *op_kill(json_t *a, bcd_err_t *e) {
+  mgr_rec_t *m = bcd_lookup(a, "manager", BCD_MANAGER, e);
+  if (m == NULL)
+    return NULL;
+  pid_t pid = bl_manager_pid(m->m);
+  int sig = bcd_signum(json_object_get(a, "signal"));
+  if (pid <= 0)
+    return bcd_fail(e, "ValueError", "this handle did not start a manager");
+  if (kill(pid, sig > 0 ? sig : SIGKILL) != 0)
+    return bcd_fail_rc(e, -errno, NULL, "manager.kill");
+  return json_pack("{s:i}", "pid", (int)pid);
+}
+
+static json_t *op_new(json_t *a, bcd_err_t *e) {
+  mgr_rec_t *m = bcd_lookup(a, "manager", BCD_MANAGER, e);
+  if (m == NULL)
+    return NULL;
+  const char *typeid = bcd_str(a, "typeid");
+  const ptype_t *t = type_of(typeid);
+  if (t == NULL)
+    return bcd_fail(e, "KeyError", "'%s'", typeid ? typeid : "None");
+  char *name = bcd_new_name(a, "proxy", e);
+  if (name == NULL)
+    return NULL;
+  json_t *targs = json_object_get(a, "args");
+  proxy_rec_t *r = calloc(1, sizeof *r);
+  int rc = r ? t->create(m->m, targs, &r->px, e) : -ENOMEM;
+  if (rc != 0) {
+    if (r)
+      bl_proxy_free(&r->px);
+    free(r);
+    free(name);
+    return rc > 0 ? NULL : fail_conn(e, rc, "manager.new");
+  }
+  r->t = t;
+  bcd_add(name, BCD_PROXY, r, proxy_destroy);
+  return json_pack("{s:s}", "proxy", name);
+}
+
+static int allowed(const ptype_t *t, const char *method) {
+  for (const char *const *p = t->methods; method && *p; p++)
+    if (strcmp(*p, method) == 0)
+      return 1;
+  return 0;
+}
+
+static json_t *op_call(json_t *a, bcd_err_t *e) {
+  proxy_rec_t *r = bcd_lookup(a, "proxy", BCD_PROXY, e);
+  if (r == NULL)
+    return NULL;
+  const char *method = bcd_str(a, "method");
+  if (!allowed(r->t, method))
+    return bcd_fail(e, "AttributeError", "%s proxy has no method %s",
+                    r->t->typeid, method ? method : "None");
+  json_t *args = json_object_get(a, "args");
+  json_t *own = NULL;
+  if (!json_is_array(args))
+    args = own = json_array();
+  json_t *res = r->t->call(r, method, args, e);
+  json_decref(own);
+  return res;
+}
+
+const bcd_op_t bcd_ops_manager[] = {
+    {"manager.start", op_start},
+    {"manager.connect", op_connect},
+    {"manager.shutdown", op_shutdown},
+    {"manager.kill", op_kill},
+    {"manager.new", op_new},
+    {"proxy.call", op_call},
+    {NULL, NULL},
+};
+
+/* ---- process targets (run in the forked child) ---- */
+static json_t *targs(const void *arg, size_t len) {
+  json_error_t err;
+  json_t *a = len ? json_loadb(arg, len, 0, &err) : NULL;
+  return a ? a : json_object();
+}
+
+/* proxy_call {proxy, method, args, times}: exit 0 when every call
+ * succeeded, 1 on the first error, 2 without the proxy. */
+static int p_proxy_call(const void *arg, size_t len) {
+  json_t *a = targs(arg, len);
+  proxy_rec_t *r = bcd_find(bcd_str(a, "proxy"), BCD_PROXY);
+  const char *method = bcd_str(a, "method");
+  long times = (long)bcd_num(a, "times", 1);
+  int rc = r && allowed(r->t, method) ? 0 : 2;
+  json_t *args = json_object_get(a, "args");
+  json_t *own = NULL;
+  if (!json_is_array(args))
+    args = own = json_array();
+  for (long i = 0; rc == 0 && i < times; i++) {
+    bcd_err_t e = {{0}, {0}, NULL};
+    json_t *res = r->t->call(r, method, args, &e);
+    rc = res ? 0 : 1;
+    json_decref(res);
+  }
+  json_decref(own);
+  json_decref(a);
+  return rc;
+}
+
+/* proxy_add {proxy (a Value), lock (a Lock proxy), n}: n read-modify-write
+ * increments of an integer Value, each under the manager lock. */
+static int p_proxy_add(const void *arg, size_t len) {
+  json_t *a = targs(arg, len);
+  proxy_rec_t *v = bcd_find(bcd_str(a, "proxy"), BCD_PROXY);
+  proxy_rec_t *l = bcd_find(bcd_str(a, "lock"), BCD_PROXY);
+  long n = (long)bcd_num(a, "n", 1);
+  json_decref(a);
+  if (v == NULL || l == NULL)
+    return 2;
+  for (long i = 0; i < n; i++) {
+    void *out = NULL;
+    size_t on = 0;
+    if (bl_mlock_acquire(l->px, -1) != 0)
+      return 1;
+    if (bl_mvalue_get(v->px, &out, &on) != 0)
+      return 1;
+    json_t *x = dec(out, on);
+    char buf[32];
+    int bn = snprintf(buf, sizeof buf, "%lld",
+                      (long long)json_integer_value(x) + 1);
+    json_decref(x);
+    if (bl_mvalue_set(v->px, buf, (size_t)bn) != 0 ||
+        bl_mlock_release(l->px) != 0)
+      return 1;
+  }
+  return 0;
+}
+
+int bcd_register_manager_targets(void) {
+  if (bl_register_target("proxy_call", p_proxy_call) != 0 ||
+      bl_register_target("proxy_add", p_proxy_add) != 0)
+    return -1;
+  return 0;
+}
