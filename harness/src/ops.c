@@ -27,7 +27,7 @@ static const bc_op_t ops[] = {
     P("process.info"),
     /* Pipe/Connection */
     P("pipe.new"), P("conn.send_bytes"), P("conn.recv_bytes"), P("conn.recv_bytes_into"),
-    P("conn.poll"), P("conn.close"),
+    P("conn.poll"), P("conn.close"), P("conn.send"), P("conn.recv"),
     /* Queues */
     P("queue.new"), P("queue.put"), P("queue.get"), P("queue.qsize"), P("queue.empty"),
     P("queue.full"), P("queue.close"), P("queue.task_done"), P("queue.join"),

@@ -139,6 +139,14 @@ static json_t *op_pipe_new(json_t *a, bcd_err_t *e) {
     free(nb);
     return bcd_fail(e, "ValueError", "pipe handles already exist");
   }
+  if (bcd_bool(a, "rnonblock", 0) || bcd_bool(a, "wnonblock", 0)) {
+    free(na);
+    free(nb);
+    /* libbilliard's connections wait out EAGAIN so a frame is never torn
+     * (docs/divergences.md): there is no non-blocking mode to expose. */
+    return bcd_unsupported(e, "Pipe(rnonblock, wnonblock): libbilliard "
+                              "connections always block");
+  }
   bl_conn_t *ca, *cb;
   int rc = bl_pipe(&ca, &cb, bcd_bool(a, "duplex", 1));
   if (rc != 0) {
@@ -257,6 +265,52 @@ static json_t *op_recv_into(json_t *a, bcd_err_t *e) {
   return json_pack("{s:I,s:o}", "n", (json_int_t)len, "data", d);
 }
 
+/* conn.send / conn.recv: objects travel as their JSON text, one message
+ * each (C has no pickling; INTERPRETING.md §5). */
+static json_t *op_send_obj(json_t *a, bcd_err_t *e) {
+  bl_conn_t *c = bcd_lookup(a, "conn", BCD_CONN, e);
+  if (c == NULL)
+    return NULL;
+  json_t *v = bcd_object_arg(a);
+  if (v == NULL && json_object_get(a, "data") != NULL)
+    return bcd_fail(e, "ValueError", "bad data");
+  char *s = bcd_object_text(v);
+  json_decref(v);
+  if (s == NULL)
+    return bcd_fail(e, "MemoryError", "out of memory");
+  int rc = bl_conn_send_bytes(c, s, strlen(s), 0, BL_CONN_REST);
+  free(s);
+  return rc ? conn_fail(e, rc, "send_bytes") : json_object();
+}
+
+static json_t *op_recv_obj(json_t *a, bcd_err_t *e) {
+  bl_conn_t *c = bcd_lookup(a, "conn", BCD_CONN, e);
+  if (c == NULL)
+    return NULL;
+  if (bcd_has(a, "timeout")) {
+    int rc = bl_conn_poll(c, bcd_timeout_ms(a, "timeout", -1));
+    if (rc < 0)
+      return conn_fail(e, rc, "recv");
+    if (rc == 0) {
+      bcd_fail(e, "TimeoutError", "recv: nothing in time");
+      e->code = "BL_ETIMEOUT";
+      return NULL;
+    }
+  }
+  void *buf;
+  size_t len;
+  int rc = bl_conn_recv_bytes(c, &buf, &len, 0);
+  if (rc != 0)
+    return conn_fail(e, rc, "recv");
+  json_t *v = bcd_parse(buf, len);
+  free(buf);
+  if (v == NULL)
+    return bcd_fail(e, "ValueError", "message is not a JSON object text");
+  if (bcd_bool(a, "digest", 0))
+    v = bcd_object_digest(v);
+  return json_pack("{s:o}", "value", v);
+}
+
 static json_t *op_poll(json_t *a, bcd_err_t *e) {
   bl_conn_t *c = bcd_lookup(a, "conn", BCD_CONN, e);
   if (c == NULL)
@@ -285,6 +339,8 @@ const bcd_op_t bcd_ops_process[] = {
     {"conn.send_bytes", op_send},
     {"conn.recv_bytes", op_recv},
     {"conn.recv_bytes_into", op_recv_into},
+    {"conn.send", op_send_obj},
+    {"conn.recv", op_recv_obj},
     {"conn.poll", op_poll},
     {"conn.close", op_close},
     {NULL, NULL},

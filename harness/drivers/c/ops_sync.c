@@ -140,7 +140,11 @@ static json_t *op_queue_put(json_t *a, bcd_err_t *e) {
   queue_rec_t *r = bcd_lookup(a, "queue", BCD_QUEUE, e);
   if (r == NULL)
     return NULL;
-  char *s = bcd_dump(json_object_get(a, "value"));
+  json_t *v = bcd_object_arg(a);
+  if (v == NULL && json_object_get(a, "data") != NULL)
+    return bcd_fail(e, "ValueError", "bad data");
+  char *s = bcd_object_text(v);
+  json_decref(v);
   if (s == NULL)
     return bcd_fail(e, "MemoryError", "out of memory");
   int rc = r->simple ? bl_simple_queue_put(r->q, s, strlen(s))
@@ -166,6 +170,8 @@ static json_t *op_queue_get(json_t *a, bcd_err_t *e) {
   free(buf);
   if (v == NULL)
     return bcd_fail(e, "ValueError", "queue item is not JSON");
+  if (bcd_bool(a, "digest", 0))
+    v = bcd_object_digest(v);
   return json_pack("{s:o}", "value", v);
 }
 
@@ -639,16 +645,22 @@ static void nap_ms(int ms) {
 static int p_queue_put(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
   queue_rec_t *r = bcd_find(bcd_str(a, "queue"), BCD_QUEUE);
-  json_t *vals = json_object_get(a, "values");
+  json_t *vals = json_copy(json_object_get(a, "values"));
+  if (vals == NULL)
+    vals = json_array();
+  if (json_object_get(a, "data") != NULL) /* a generated item, put last */
+    json_array_append_new(vals, bcd_object_arg(a));
   int delay = bcd_ms(bcd_num(a, "delay", 0)), rc = r ? 0 : 2;
   for (size_t i = 0; rc == 0 && i < json_array_size(vals); i++) {
     if (delay)
       nap_ms(delay);
-    char *s = bcd_dump(json_array_get(vals, i));
-    rc = r->simple ? bl_simple_queue_put(r->q, s, strlen(s))
-                   : bl_queue_put(r->q, s, strlen(s), -1);
+    char *s = bcd_object_text(json_array_get(vals, i));
+    rc = s == NULL ? 2
+         : r->simple ? bl_simple_queue_put(r->q, s, strlen(s))
+                     : bl_queue_put(r->q, s, strlen(s), -1);
     free(s);
   }
+  json_decref(vals);
   json_decref(a);
   return rc ? 1 : 0;
 }
@@ -657,6 +669,10 @@ static int p_queue_get(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
   queue_rec_t *r = bcd_find(bcd_str(a, "queue"), BCD_QUEUE);
   long count = (long)bcd_num(a, "count", 1);
+  /* sha256: every item must be a string with that digest (else exit 3). */
+  char want[65] = "";
+  if (bcd_str(a, "sha256"))
+    snprintf(want, sizeof want, "%s", bcd_str(a, "sha256"));
   json_decref(a);
   if (r == NULL)
     return 2;
@@ -665,7 +681,16 @@ static int p_queue_get(const void *arg, size_t len) {
     size_t n;
     if (bl_queue_get(r->q, &buf, &n, -1) != 0)
       return 1;
+    json_t *v = want[0] ? bcd_parse(buf, n) : NULL;
     free(buf);
+    if (want[0]) {
+      char hex[65] = "";
+      if (json_is_string(v))
+        bcd_sha256_hex(json_string_value(v), json_string_length(v), hex);
+      json_decref(v);
+      if (strcmp(hex, want) != 0)
+        return 3;
+    }
   }
   return 0;
 }

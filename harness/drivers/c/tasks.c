@@ -304,14 +304,26 @@ static int p_kill_self(const void *arg, size_t len) {
   return 0;
 }
 
-/* conn_send {conn, data} / conn_recv {conn}: the child inherited the
+/* conn_send {conn, data | obj | data + as_object} / conn_recv {conn}: the child inherited the
  * driver's handle table, so the name finds the connection. */
 static int p_conn_send(const void *arg, size_t len) {
   json_t *a = target_args(arg, len);
   bl_conn_t *c = bcd_find(bcd_str(a, "conn"), BCD_CONN);
   char *data;
   size_t n;
-  int rc = c ? bcd_payload(json_object_get(a, "data"), &data, &n) : -EINVAL;
+  int rc;
+  if (c && (json_object_get(a, "obj") != NULL || bcd_bool(a, "as_object", 0))) {
+    /* an object (obj, or data generated as a string): its JSON text */
+    json_t *v = json_object_get(a, "obj") != NULL
+                    ? json_incref(json_object_get(a, "obj"))
+                    : bcd_object_arg(a);
+    data = v ? bcd_object_text(v) : NULL;
+    json_decref(v);
+    rc = data ? 0 : -ENOMEM;
+    n = data ? strlen(data) : 0;
+  } else {
+    rc = c ? bcd_payload(json_object_get(a, "data"), &data, &n) : -EINVAL;
+  }
   json_decref(a);
   if (rc)
     return 2;

@@ -354,3 +354,30 @@ json_t *bcd_digest(const void *buf, size_t len) {
   bcd_sha256_hex(buf, len, hex);
   return json_pack("{s:I,s:s}", "len", (json_int_t)len, "sha256", hex);
 }
+
+/* ---- objects (INTERPRETING.md §5): JSON values as their JSON text ---- */
+json_t *bcd_object_arg(const json_t *a) {
+  json_t *d = json_object_get(a, "data");
+  if (d == NULL)
+    return json_incref(json_object_get(a, "value")); /* NULL -> null below */
+  char *buf;
+  size_t len;
+  if (bcd_payload(d, &buf, &len) != 0)
+    return NULL;
+  json_t *s = json_stringn(buf, len);
+  free(buf);
+  return s;
+}
+
+char *bcd_object_text(const json_t *v) {
+  return json_dumps(v ? v : json_null(),
+                    JSON_ENCODE_ANY | JSON_COMPACT | JSON_ALLOW_NUL);
+}
+
+json_t *bcd_object_digest(json_t *v) {
+  if (!json_is_string(v))
+    return v;
+  json_t *d = bcd_digest(json_string_value(v), json_string_length(v));
+  json_decref(v);
+  return d;
+}

@@ -221,7 +221,10 @@ def p_kill_self(a):
 
 def p_queue_put(a):
     q = a['queue']
-    for v in a.get('values', []):
+    vals = list(a.get('values', []))
+    if 'data' in a:            # a generated (large) string item, put last
+        vals.append(payload(a['data']))
+    for v in vals:
         if a.get('delay'):
             _sleep(a['delay'])
         q.put(v)
@@ -232,8 +235,12 @@ def p_queue_put(a):
 
 def p_queue_get(a):
     q = a['queue']
+    want = a.get('sha256')
     for _ in range(int(a.get('count', 1))):
-        q.get()
+        v = q.get()
+        if want is not None and not (isinstance(v, str) and
+                                     digest(v)['sha256'] == want):
+            os._exit(3)
 
 
 def p_lock_hold(a):
@@ -261,7 +268,12 @@ def p_value_add(a):
 
 
 def p_conn_send(a):
-    a['conn'].send_bytes(encode(a.get('data', '')))
+    if 'obj' in a:             # an object: Connection.send
+        a['conn'].send(a['obj'])
+    elif a.get('as_object'):   # a generated string, as an object
+        a['conn'].send(payload(a.get('data', '')))
+    else:
+        a['conn'].send_bytes(encode(a.get('data', '')))
 
 
 def p_conn_recv(a):
@@ -327,6 +339,27 @@ TARGETS = {
 
 def target(name, args):
     TARGETS[name](args)
+
+
+def payload(data):
+    """A generated string object (INTERPRETING.md §5 `data`): a string or
+    {"repeat": s, "n": N}."""
+    if isinstance(data, dict) and 'repeat' in data:
+        return str(data['repeat']) * int(data['n'])
+    return data if isinstance(data, str) else str(data)
+
+
+def digest(v):
+    """`digest: true` replies: a string as {len, sha256} of its UTF-8
+    bytes; any other value unchanged."""
+    if isinstance(v, (bytes, bytearray)):
+        b = bytes(v)
+    elif isinstance(v, str):
+        b = v.encode('utf-8')
+    else:
+        return v
+    import hashlib
+    return {'len': len(b), 'sha256': hashlib.sha256(b).hexdigest()}
 
 
 def encode(data):

@@ -58,7 +58,8 @@ COMMON_FEATURES = [
     'pool', 'pool.apply', 'pool.apply_async', 'pool.map', 'pool.imap',
     'pool.imap_unordered', 'pool.starmap', 'pool.callbacks',
     'pool.initializer', 'pool.maxtasksperchild', 'pool.join-timeout',
-    'wallclock', 'process', 'process.terminate', 'pipe', 'queue',
+    'wallclock', 'process', 'process.terminate', 'pipe', 'pipe.objects',
+    'queue',
     'queue.joinable', 'queue.simple', 'lock', 'rlock', 'semaphore', 'event',
     'condition', 'barrier', 'value', 'array', 'context', 'util',
     'manager', 'manager.connect', 'manager.queue', 'manager.lock',
@@ -69,6 +70,7 @@ BILLIARD_FEATURES = [
     'pool.max_memory_per_child', 'pool.terminate_job', 'pool.grow',
     'pool.shrink', 'pool.restart', 'worker-loss', 'restart-freq',
     'time-limits.soft', 'time-limits.hard', 'time-limits.per-job',
+    'pipe.nonblock',
 ]
 
 
@@ -753,7 +755,11 @@ class Driver:
     def op_pipe_new(self, a):
         name = self.name(a, 'pipe')
         duplex = a.get('duplex', True)
-        c1, c2 = self.impl.ctx.Pipe(bool(duplex))
+        nb = {k: bool(a[k]) for k in ('rnonblock', 'wnonblock') if a.get(k)}
+        if nb and not self.impl.billiard:
+            raise Unsupported('Pipe(rnonblock, wnonblock): not in '
+                              'multiprocessing')
+        c1, c2 = self.impl.ctx.Pipe(bool(duplex), **nb)
         self.h[name + '.a'], self.h[name + '.b'] = c1, c2
         return {'a': name + '.a', 'b': name + '.b'}
 
@@ -778,6 +784,19 @@ class Driver:
             raise DriverTimeout('recv_bytes: nothing within %ss' % t)
         b = c.recv_bytes(a.get('maxlength'))
         return {'data': self._data(a, b)}
+
+    def op_conn_send(self, a):
+        c = self.get(a, 'conn')
+        c.send(bc_tasks.payload(a['data']) if 'data' in a else a.get('value'))
+        return {}
+
+    def op_conn_recv(self, a):
+        c = self.get(a, 'conn')
+        t = a.get('timeout')
+        if t is not None and not c.poll(float(t)):
+            raise DriverTimeout('recv: nothing within %ss' % t)
+        v = c.recv()
+        return {'value': bc_tasks.digest(v) if a.get('digest') else v}
 
     def op_conn_recv_bytes_into(self, a):
         c = self.get(a, 'conn')
@@ -809,10 +828,11 @@ class Driver:
 
     def op_queue_put(self, a):
         q = self.get(a, 'queue')
+        v = bc_tasks.payload(a['data']) if 'data' in a else a.get('value')
         if type(q).__name__ == 'SimpleQueue':
-            q.put(a.get('value'))
+            q.put(v)
             return {}
-        q.put(a.get('value'), a.get('block', True), seconds(a.get('timeout')))
+        q.put(v, a.get('block', True), seconds(a.get('timeout')))
         return {}
 
     def op_queue_get(self, a):
@@ -823,8 +843,10 @@ class Driver:
                 t = 0.0
             if t is not None and not q._reader.poll(t):
                 raise stdqueue.Empty()
-            return {'value': q.get()}
-        return {'value': q.get(a.get('block', True), t)}
+            v = q.get()
+        else:
+            v = q.get(a.get('block', True), t)
+        return {'value': bc_tasks.digest(v) if a.get('digest') else v}
 
     def op_queue_qsize(self, a):
         return {'n': self.get(a, 'queue').qsize()}
