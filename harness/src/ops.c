@@ -86,7 +86,8 @@ const char *const bc_targets[] = {
 
 const char *const bc_events[] = {
     "worker.up", "worker.down", "job.accepted", "job.ready", "job.callback",
-    "job.error_callback", "timeout.set", "timeout.cancel", "pool.error", "log", NULL};
+    "job.error_callback", "timeout.set", "timeout.cancel", "pool.error", "log",
+    "worker.exit", NULL};
 
 const char *const bc_fault_classes[] = {
     "signal", "stop", "pipe", "fork", "wallclock", "monotonic", "crash-loop",

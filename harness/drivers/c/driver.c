@@ -156,7 +156,8 @@ static const char *const base_features[] = {
     "pool.initializer", "pool.maxtasksperchild", "pool.max_memory_per_child",
     "pool.join-timeout", "pool.terminate_job", "pool.grow", "pool.shrink",
     "pool.restart", "worker-loss", "restart-freq", "time-limits.soft", "time-limits.hard", "time-limits.per-job",
-    "wallclock", "clock.jump", "process", "process.terminate", "pipe", "pipe.objects",
+    "wallclock", "clock.jump", "process", "process.terminate", "pipe", "pipe.objects", "pool.synack",
+    "pool.events.exit", "pool.context", "exceptions",
     "context", "util", "manager", "manager.connect", "manager.queue",
     "manager.lock", "manager.event",
     NULL};

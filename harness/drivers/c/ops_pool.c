@@ -9,11 +9,13 @@
 #include "bcd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct bcd_iter {
   char *name;
@@ -118,6 +120,63 @@ static void on_pool_error(bl_pool_t *pool, int code, const char *message,
                       message ? message : bl_strerror(code)));
 }
 
+/* ---- on_process_exit: runs in the worker as it leaves, so it reports
+ * through a pipe (one write of one line, atomic below PIPE_BUF) that a
+ * relay thread in the driver turns into worker.exit events. ---- */
+static int exit_pipe[2] = {-1, -1};
+
+static void on_exit_hook(pid_t pid, int exitcode, void *user) {
+  bcd_pool_t *p = user;
+  char line[256];
+  int n = snprintf(line, sizeof line, "%s %d %d\n", p->name, (int)pid,
+                   exitcode);
+  if (n > 0 && (size_t)n < sizeof line &&
+      write(exit_pipe[1], line, (size_t)n) != n) {
+    /* nothing to do in a leaving worker: the event is simply missing */
+  }
+}
+
+static void *exit_relay(void *arg) {
+  (void)arg;
+  char buf[4096];
+  size_t have = 0;
+  for (;;) {
+    ssize_t n = read(exit_pipe[0], buf + have, sizeof buf - 1 - have);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return NULL;
+    have += (size_t)n;
+    buf[have] = '\0';
+    char *line = buf, *nl;
+    while ((nl = strchr(line, '\n')) != NULL) {
+      *nl = '\0';
+      char pool[200];
+      int pid, code;
+      if (sscanf(line, "%199s %d %d", pool, &pid, &code) == 3)
+        bcd_event("worker.exit", json_pack("{s:s,s:i,s:i}", "pool", pool,
+                                           "pid", pid, "exitcode", code));
+      line = nl + 1;
+    }
+    have -= (size_t)(line - buf);
+    memmove(buf, line, have);
+  }
+}
+
+/* The relay starts with the first pool that asks; the pipe and the thread
+ * live as long as the driver (workers forked later need the write end). */
+static int exit_relay_start(void) {
+  if (exit_pipe[0] >= 0)
+    return 0;
+  if (pipe2(exit_pipe, O_CLOEXEC) != 0)
+    return -errno;
+  pthread_t th;
+  if (pthread_create(&th, NULL, exit_relay, NULL) != 0)
+    return -EAGAIN;
+  pthread_detach(th);
+  return 0;
+}
+
 /* ---- job callbacks (supervisor thread) ---- */
 static void mark_ready(bcd_job_t *j, bl_result_t *r) {
   pthread_mutex_lock(&bcd.lock);
@@ -205,9 +264,15 @@ static json_t *pids_json(bl_pool_t *pool) {
 
 static json_t *op_pool_new(json_t *a, bcd_err_t *e) {
   const char *method = bcd_str(a, "start_method");
+  const bl_context_t *ctx;
+  if (method && bl_get_context(method, &ctx) != 0) /* Pool(context=...) */
+    return bcd_fail(e, "ValueError", "cannot find context for '%s'", method);
   if (method && strcmp(method, "fork") != 0)
     return bcd_unsupported(e, "pool workers are fork-only (start method %s)",
                            method);
+  if (bcd_bool(a, "putlocks", 0) || bcd_has(a, "semaphore"))
+    return bcd_unsupported(e, "Pool(putlocks, semaphore): libbilliard's "
+                              "apply_async never waits for a free worker");
   bl_pool_options_t o;
   bl_pool_options_init(&o);
   o.threads = bcd_bool(a, "threads", 1);
@@ -239,6 +304,13 @@ static json_t *op_pool_new(json_t *a, bcd_err_t *e) {
     o.allow_restart = bcd_bool(a, "allow_restart", 0);
   if (bcd_has(a, "enable_timeouts"))
     o.enable_timeouts = bcd_bool(a, "enable_timeouts", 0);
+  if (bcd_has(a, "synack"))
+    o.synack = bcd_bool(a, "synack", 0);
+  if (bcd_bool(a, "on_process_exit", 0)) {
+    if (exit_relay_start() != 0)
+      return bcd_fail(e, "OSError", "cannot start the on_process_exit relay");
+    o.on_process_exit = on_exit_hook;
+  }
   char *name = bcd_new_name(a, "pool", e);
   if (name == NULL)
     return NULL;

@@ -40,7 +40,25 @@ def __getattr__(name):
     return cls
 
 
+def exit_hook(fd, pool, pid, exitcode):
+    """Pool(on_process_exit=...): runs in the worker as it exits; one
+    line (atomic, < PIPE_BUF) to the driver's relay."""
+    os.write(fd, b'%s %d %d\n' % (pool.encode(), pid, exitcode or 0))
+
+
 def _exc_type(name):
+    # The implementation's own exception classes first (billiard's
+    # ProcessError family, CoroStop, WorkerLostError...), then builtins.
+    impl = os.environ.get('BC_TASKS_IMPL')
+    for modname in (('billiard.exceptions', 'billiard') if impl == 'billiard'
+                    else ('multiprocessing',) if impl else ()):
+        try:
+            mod = __import__(modname, fromlist=['_'])
+        except ImportError:
+            continue
+        t = getattr(mod, name, None)
+        if isinstance(t, type) and issubclass(t, BaseException):
+            return t
     import builtins
     t = getattr(builtins, name, None)
     if isinstance(t, type) and issubclass(t, BaseException):

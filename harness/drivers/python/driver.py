@@ -59,7 +59,7 @@ COMMON_FEATURES = [
     'pool.imap_unordered', 'pool.starmap', 'pool.callbacks',
     'pool.initializer', 'pool.maxtasksperchild', 'pool.join-timeout',
     'wallclock', 'process', 'process.terminate', 'pipe', 'pipe.objects',
-    'queue',
+    'pool.context', 'exceptions', 'queue',
     'queue.joinable', 'queue.simple', 'lock', 'rlock', 'semaphore', 'event',
     'condition', 'barrier', 'value', 'array', 'context', 'util',
     'manager', 'manager.connect', 'manager.queue', 'manager.lock',
@@ -70,7 +70,7 @@ BILLIARD_FEATURES = [
     'pool.max_memory_per_child', 'pool.terminate_job', 'pool.grow',
     'pool.shrink', 'pool.restart', 'worker-loss', 'restart-freq',
     'time-limits.soft', 'time-limits.hard', 'time-limits.per-job',
-    'pipe.nonblock',
+    'pipe.nonblock', 'pool.synack', 'pool.putlocks', 'pool.events.exit',
 ]
 
 
@@ -141,6 +141,7 @@ class Impl:
             self.mod = billiard
             self.ctx = billiard.get_context('fork')
             self.Pool = billiard.pool.Pool
+            self.pool_mod = billiard.pool
             self.exc = billiard.exceptions
             self.port = 'python-billiard'
             self.version = 'billiard %s' % billiard.__version__
@@ -362,8 +363,25 @@ class Driver:
                 kw[pk] = a[k]
         if a.get('threads') is not None and a['threads'] is not True:
             raise Unsupported('threads=false needs a caller-driven pool')
+        extra = [k for k in ('synack', 'putlocks', 'semaphore',
+                             'on_process_exit') if a.get(k) is not None]
+        if extra and not im.billiard:
+            raise Unsupported('%s: no such pool option' % ', '.join(extra))
+        if a.get('synack') is not None:
+            kw['synack'] = bool(a['synack'])
+        if a.get('putlocks') is not None:
+            kw['putlocks'] = bool(a['putlocks'])
+        if a.get('semaphore') is not None:
+            # billiard's own kind: the pool calls grow/shrink/clear on it
+            kw['semaphore'] = im.pool_mod.LaxBoundedSemaphore(
+                int(a['semaphore']))
         rec = PoolRec(name, None)
         ctx = self._ctx(a)
+        if a.get('on_process_exit'):
+            if a.get('start_method') not in (None, 'fork'):
+                raise Unsupported('on_process_exit relay needs fork workers')
+            kw['on_process_exit'] = functools.partial(
+                bc_tasks.exit_hook, self._exit_relay(), name)
         if im.billiard:
             kw['context'] = ctx
 
@@ -399,6 +417,29 @@ class Driver:
             rec.pids_seen.add(p)
             self.worker_pids.add(p)
         return {'pool': name, 'pids': pids}
+
+    def _exit_relay(self):
+        """The write end of a pipe on which workers report on_process_exit
+        (it runs in the worker); a thread here turns each line into a
+        worker.exit event."""
+        if getattr(self, 'exit_w', None) is None:
+            r, self.exit_w = os.pipe()
+
+            def relay():
+                buf = b''
+                while True:
+                    chunk = os.read(r, 4096)
+                    if not chunk:
+                        return
+                    buf += chunk
+                    while b'\n' in buf:
+                        line, buf = buf.split(b'\n', 1)
+                        pool, pid, code = line.decode().split()
+                        event('worker.exit', pool=pool, pid=int(pid),
+                              exitcode=int(code))
+            threading.Thread(target=relay, name='exit-relay',
+                             daemon=True).start()
+        return self.exit_w
 
     def _job_of(self, res):
         with self.lock:
@@ -460,6 +501,14 @@ class Driver:
         elif a.get('time_limit') is not None or \
                 a.get('soft_time_limit') is not None:
             raise Unsupported('no per-job time limits')
+        if getattr(rec.pool, 'putlocks', False) and \
+                rec.pool._putlock is not None:
+            # billiard's own waitforslot step, taken here rather than inside
+            # _submit: the pool's hooks need self.lock to name jobs, and a
+            # wait for a slot under it would stop the result handler from
+            # ever freeing the slot.
+            rec.pool._putlock.acquire()
+            kw['waitforslot'] = False
         res = self._submit(rec, job, lambda: rec.pool.apply_async(
             bc_tasks.run, targs, **kw))
         if res is None:   # billiard outside RUN: reported as-is
