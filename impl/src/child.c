@@ -45,6 +45,9 @@ struct deathpipe {
 };
 static struct deathpipe *dps;
 static size_t ndps, capdps;
+/* In a bl__fork child under the fallback: its own death pipe's write end,
+ * which a spawn child must carry across its exec (bl__child_deathpipe). */
+static int own_dp = -1;
 
 static int pidfd_supported(void) {
   if (have_pidfd < 0) {
@@ -142,6 +145,7 @@ pid_t bl__fork(int pdeathsig) {
   /* The child keeps dp[1] open until it exits; its parent's table is not
    * its own, so forget inherited entries without closing the fds twice. */
   bl__close(&dp[0]);
+  own_dp = dp[1];
   pthread_mutex_init(&dp_mu, NULL);
   for (size_t i = 0; i < ndps; i++) close(dps[i].rfd);
   ndps = 0;
@@ -207,6 +211,8 @@ int bl__pidfd_signal(int pidfd, int sig) {
 }
 
 int bl__have_pidfd(void) { return pidfd_supported(); }
+
+int bl__child_deathpipe(void) { return in_child ? own_dp : -1; }
 
 #ifdef FIU_ENABLE
 void bl__fault_crash(void *failinfo) {

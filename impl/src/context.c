@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <billiard/context.h>
+#include <billiard/pool.h>
 #include <billiard/errors.h>
 
 #include "internal.h"
@@ -68,6 +69,13 @@ BL_API void bl_context_process_options(const bl_context_t *ctx,
                                        bl_process_options_t *o) {
   if (!o) return;
   bl_process_options_init(o);
+  if (ctx) o->start_method = bl__method_name(ctx->method);
+}
+
+BL_API void bl_context_pool_options(const bl_context_t *ctx,
+                                    bl_pool_options_t *o) {
+  if (!o) return;
+  bl_pool_options_init(o);
   if (ctx) o->start_method = bl__method_name(ctx->method);
 }
 

@@ -4,7 +4,8 @@
  * child per request. Requests travel over a socketpair with the child's
  * start-status fd attached (SCM_RIGHTS). Children are cloned with
  * CLONE_PARENT: they are children of the requesting process, which reaps,
- * waits on and signals them through pidfds like any fork child. */
+ * waits on and signals them through pidfds like any fork child (the pool
+ * starts its forkserver workers this way too). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -13,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -177,8 +177,10 @@ _Noreturn void bl__forkserver_main(int sock, int status_w) {
       long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, NULL, NULL, NULL, NULL);
       if (pid == 0) {
         bl__close(&sock);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != b.parent)
-          bl__child_exit(1);
+        /* No parent-death signal: our parent thread is the one that
+         * started the server (a pool's supervisor, say), which may end
+         * long before the process. Only a requester already gone stops it. */
+        if (getppid() != b.parent) bl__child_exit(1);
         int32_t e = place_fds(&cfd, got + 1, b.fds, b.nfds);
         if (e) {
           (void)bl__write_full(cfd, &e, sizeof e);
@@ -238,7 +240,10 @@ static int start_server_locked(void) {
     bl__close(&sv[1]);
     return rc;
   }
-  pid_t pid = bl__fork(SIGKILL);
+  /* No parent-death signal either: it would follow the starting thread
+   * (a pool's supervisor thread ends with its pool). The server exits at
+   * EOF on its socket, i.e. when every holder of sv[0] is gone. */
+  pid_t pid = bl__fork(0);
   if (pid == 0) {
     char marker[64];
     bl__close(&sv[0]);

@@ -80,6 +80,10 @@ int bl__have_pidfd(void);
  * death pipe), or call bl__child_forget(pid) after reaping another way. */
 pid_t bl__waitpid(pid_t pid, int *status, int flags);
 void bl__child_forget(pid_t pid);
+/* In a bl__fork child under the death-pipe fallback: the write end its
+ * parent watches (close-on-exec; a spawn child keeps it across the exec
+ * so that it does not look dead from then on). -1 with pidfds. */
+int bl__child_deathpipe(void);
 
 /* ---- fdutil.c: EINTR-safe fd helpers; every fd is CLOEXEC ---- */
 int bl__pipe(int fds[2]);                 /* pipe2(O_CLOEXEC) */

@@ -15,6 +15,7 @@
 #include "fault.h"
 #include "internal.h"
 #include "poolint.h"
+#include "startmethod.h"
 
 static atomic_uint_fast64_t job_counter; /* one per process, from 0 */
 
@@ -1163,7 +1164,7 @@ BL_API int bl_pool_worker_name(bl_pool_t *pool, pid_t pid, char *buf,
   pthread_mutex_lock(&pool->mu);
   for (size_t i = 0; i < pool->nw; i++) {
     if (pool->w[i]->pid != pid) continue;
-    int n = snprintf(buf, cap, "ForkPoolWorker-%u", pool->w[i]->no);
+    int n = snprintf(buf, cap, "%s-%u", bl__pool_worker_prefix(pool), pool->w[i]->no);
     rc = n >= 0 && (size_t)n < cap ? 0 : -ERANGE;
     break;
   }
@@ -1196,6 +1197,13 @@ BL_API int bl_pool_wakeup(bl_pool_t *pool) {
   return 0;
 }
 
+const char *bl__pool_worker_prefix(const bl_pool_t *p) {
+  /* billiard: the context's Process class name with Process -> PoolWorker. */
+  static const char *const prefix[] = {"ForkPoolWorker", "SpawnPoolWorker",
+                                       "ForkServerPoolWorker"};
+  return prefix[p->method >= 0 && p->method < 3 ? p->method : 0];
+}
+
 static int started(bl_pool_t *p, void *arg) {
   (void)arg;
   return p->started;
@@ -1213,11 +1221,18 @@ BL_API int bl_pool_new(bl_pool_t **out, const bl_pool_options_t *o) {
     BL_VALIDATE(o->reserved[i] == 0, -EINVAL);
   BL_VALIDATE(o->processes <= 4096, -EINVAL);
   BL_VALIDATE(!o->initarg_len || o->initarg, -EINVAL);
+  /* NULL = the default method, which this fixes (billiard's context). */
+  int method = bl__method_resolve(o->start_method);
+  if (method < 0) return -EINVAL;
+  /* A function pointer means nothing in a spawn/forkserver worker's image. */
+  if (method != BL__M_FORK && o->on_process_exit) return BL_ENOTSUPPORTED;
   bl_task_fn fn;
   if (o->initializer && bl_lookup_task(o->initializer, &fn) != 0) return BL_ENOTFOUND;
   bl_pool_t *p = calloc(1, sizeof *p);
   if (!p) return -ENOMEM;
   p->o = *o;
+  p->method = method;
+  p->o.start_method = bl__method_name(method);
   p->ep = p->evfd = p->tfd = -1;
   if (!p->o.prefetch) p->o.prefetch = 1;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

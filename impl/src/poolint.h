@@ -93,6 +93,7 @@ struct bl__worker {
   pid_t pid;
   unsigned no;                /* N of its name, ForkPoolWorker-N */
   int pidfd, task_fd, res_fd;
+  int st_fd;                  /* spawn/forkserver start status, read end */
   struct bl__wshm *shm;
   struct bl__unit *if_head, *if_tail; /* in flight, in pipe order */
   unsigned nif;
@@ -127,6 +128,7 @@ struct bl_pool {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   bl_pool_options_t o;
+  int method;                 /* BL__M_* of startmethod.h */
   char *initializer;
   void *initarg;
   int state;
@@ -168,6 +170,8 @@ int bl__pool_defer(bl_pool_t *p, int kind, bl_result_t *job, pid_t pid,
 void bl__job_unref(bl_result_t *r);
 void bl__pool_dispatch(bl_pool_t *p);
 int bl__pool_flush(bl_pool_t *p, struct bl__worker *w);
+/* "ForkPoolWorker", "SpawnPoolWorker" or "ForkServerPoolWorker". */
+const char *bl__pool_worker_prefix(const bl_pool_t *p);
 int bl__pool_on_readable(bl_pool_t *p, struct bl__worker *w);
 /* Fail the unit's job (map: the job; imap: that chunk) with code/message. */
 void bl__pool_fail_unit(bl_pool_t *p, struct bl__unit *u, int code,
@@ -209,6 +213,18 @@ struct bl__worker_cfg {
   void *user;
 };
 _Noreturn void bl__worker_main(const struct bl__worker_cfg *cfg);
+/* What a spawn/forkserver worker gets as its boot argument (the
+ * BL__POOL_WORKER_TARGET of startmethod.h), followed by the initializer's
+ * name (init_len bytes) and initarg. The fds are at the same numbers in
+ * the worker; shm_fd is a memfd holding its struct bl__wshm. There is no
+ * on_process_exit there: a function pointer means nothing in a new image. */
+struct bl__worker_boot {
+  int32_t task_fd, res_fd, shm_fd;
+  uint32_t maxtasks;
+  uint64_t max_mem_kib;
+  uint32_t init_len, pad;
+  uint64_t initarg_len;
+};
 /* Current resident set size of this process in KiB (0 if unknown). */
 uint64_t bl__rss_kib(void);
 

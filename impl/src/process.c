@@ -318,8 +318,8 @@ BL_API int bl_process_start(bl_process_t *p) {
 #ifdef BL__HAVE_METHODS
   /* spawn and forkserver children find the target by name in a fresh
    * image and report on the same status pipe (startmethod.h). */
-  bl__boot_t boot = {.target = p->target, .name = p->name, .arg = p->arg,
-                     .len = p->len, .parent = getpid()};
+  bl__boot_t boot = {.target = p->target, .name = p->name, .ident = p->ident,
+                     .arg = p->arg, .len = p->len, .parent = getpid()};
   if (p->method == BL__M_FORKSERVER) {
     rc = bl__forkserver_start(&boot, sp[1], &pid);
     bl__close(&sp[1]);
@@ -510,6 +510,12 @@ BL_API int bl_process_teardown(void) {
 }
 
 #ifdef BL__HAVE_PROCINFO
+/* A spawn/forkserver child (spawn.c): single-threaded before its target. */
+void bl__process_set_identity(const char *ident) {
+  snprintf(identity, sizeof identity, "%.120s", ident ? ident : "");
+  counter = 0;
+}
+
 /* For bl_active_children (util.c): reap exited children of this process's
  * set, then list the live ones. */
 int bl__process_active(bl_process_info_t *out, size_t cap, size_t *n) {

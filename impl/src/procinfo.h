@@ -12,6 +12,11 @@
  * pid (bl_current_process / bl_parent_process / log records). */
 void bl__procinfo_set(const char *name, pid_t parent);
 
+/* Implemented by process.c: in a freshly started spawn/forkserver child,
+ * its Process identity ("3", "3:1"; NULL or "" = none), so that its own
+ * children are named Process-<ident>:N as a fork child's are. */
+void bl__process_set_identity(const char *ident);
+
 /* Implemented by process.c: reap exited children of this process's set
  * and list the live ones (see bl_active_children). Weak in util.c, so a
  * program that never links process.o simply has no children. */

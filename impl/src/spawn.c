@@ -27,21 +27,23 @@ extern char **environ;
 #define FORKSERVER_ENV "BL_FORKSERVER_FD" /* "<socket fd>,<status fd>" */
 #define BOOT_MAGIC 0x424c5350u            /* "BLSP" */
 
-/* ---- bootstrap encoding: magic, parent, three length-prefixed fields ---- */
+/* ---- bootstrap encoding: header, then target, name, fds, ident, arg ---- */
 
 struct boot_hdr {
   uint32_t magic;
   int32_t parent;
-  uint32_t tlen, nlen, nfds, pad;
+  uint32_t tlen, nlen, nfds, ilen;
   uint64_t alen;
 };
 
 int bl__boot_encode(const bl__boot_t *b, void **buf, size_t *len) {
   if (b->nfds > BL__BOOT_MAX_FDS || (b->nfds && !b->fds)) return -EINVAL;
+  const char *ident = b->ident ? b->ident : "";
   struct boot_hdr h = {BOOT_MAGIC, (int32_t)b->parent, (uint32_t)strlen(b->target),
-                       (uint32_t)strlen(b->name), (uint32_t)b->nfds, 0, (uint64_t)b->len};
+                       (uint32_t)strlen(b->name), (uint32_t)b->nfds,
+                       (uint32_t)strlen(ident), (uint64_t)b->len};
   size_t fl = b->nfds * sizeof(int32_t);
-  size_t n = sizeof h + h.tlen + h.nlen + fl + b->len;
+  size_t n = sizeof h + h.tlen + h.nlen + fl + h.ilen + b->len;
   char *p = malloc(n);
   if (!p) return -ENOMEM;
   char *q = p;
@@ -56,6 +58,8 @@ int bl__boot_encode(const bl__boot_t *b, void **buf, size_t *len) {
     memcpy(q, &fd, sizeof fd);
     q += sizeof fd;
   }
+  memcpy(q, ident, h.ilen);
+  q += h.ilen;
   if (b->len) memcpy(q, b->arg, b->len);
   *buf = p;
   *len = n;
@@ -68,14 +72,15 @@ int bl__boot_decode(const void *buf, size_t len, bl__boot_t *b, char **owned) {
   memcpy(&h, buf, sizeof h);
   size_t fl = (size_t)h.nfds * sizeof(int32_t);
   if (h.magic != BOOT_MAGIC || h.tlen == 0 || h.tlen > BL_TASK_NAME_MAX ||
-      h.nlen > 4096 || h.nfds > BL__BOOT_MAX_FDS ||
-      len - sizeof h < (size_t)h.tlen + h.nlen + fl ||
-      h.alen != len - sizeof h - h.tlen - h.nlen - fl)
+      h.nlen > 4096 || h.nfds > BL__BOOT_MAX_FDS || h.ilen > 4096 ||
+      len - sizeof h < (size_t)h.tlen + h.nlen + fl + h.ilen ||
+      h.alen != len - sizeof h - h.tlen - h.nlen - fl - h.ilen)
     return BL_EPROTOCOL;
-  /* The wire has no NULs or alignment: copy into fds, target\0name\0arg
-   * (the int array first, where malloc's alignment holds). */
+  /* The wire has no NULs or alignment: copy into fds, target\0name\0
+   * ident\0arg (the int array first, where malloc's alignment holds). */
   const char *p = (const char *)buf + sizeof h;
-  char *c = malloc(fl + (size_t)h.tlen + h.nlen + 2 + (h.alen ? h.alen : 1));
+  size_t sl = (size_t)h.tlen + h.nlen + h.ilen + 3;
+  char *c = malloc(fl + sl + (h.alen ? h.alen : 1));
   if (!c) return -ENOMEM;
   int *fds = (int *)(void *)c;
   for (size_t i = 0; i < h.nfds; i++) {
@@ -88,11 +93,15 @@ int bl__boot_decode(const void *buf, size_t len, bl__boot_t *b, char **owned) {
   t[h.tlen] = 0;
   memcpy(t + h.tlen + 1, p + h.tlen, h.nlen);
   t[h.tlen + 1 + h.nlen] = 0;
-  if (h.alen) memcpy(t + h.tlen + h.nlen + 2, p + h.tlen + h.nlen + fl, h.alen);
+  char *id = t + h.tlen + h.nlen + 2;
+  memcpy(id, p + h.tlen + h.nlen + fl, h.ilen);
+  id[h.ilen] = 0;
+  if (h.alen) memcpy(t + sl, p + h.tlen + h.nlen + fl + h.ilen, h.alen);
   b->parent = h.parent;
   b->target = t;
   b->name = t + h.tlen + 1;
-  b->arg = t + h.tlen + h.nlen + 2;
+  b->ident = id;
+  b->arg = t + sl;
   b->len = (size_t)h.alen;
   b->fds = h.nfds ? fds : NULL;
   b->nfds = h.nfds;
@@ -101,8 +110,10 @@ int bl__boot_decode(const void *buf, size_t len, bl__boot_t *b, char **owned) {
 }
 
 _Noreturn void bl__boot_run(const bl__boot_t *b, int status_w, void *buf) {
-  bl_target_fn fn = NULL;
-  int32_t status = bl_lookup_target(b->target, &fn);
+  bl_target_fn fn = bl__pool_worker_target;
+  int32_t status = 0;
+  if (strcmp(b->target, BL__POOL_WORKER_TARGET) != 0)
+    status = bl_lookup_target(b->target, &fn);
   (void)bl__write_full(status_w, &status, sizeof status);
   bl__close(&status_w);
   if (status) {
@@ -110,6 +121,7 @@ _Noreturn void bl__boot_run(const bl__boot_t *b, int status_w, void *buf) {
     bl__child_exit(1);
   }
   bl__procinfo_set(b->name, b->parent);
+  bl__process_set_identity(b->ident);
   int code = fn(b->arg, b->len);
   free(buf);
   (void)bl_process_teardown();
@@ -159,12 +171,22 @@ fail:
   bl__child_exit(1);
 }
 
-_Noreturn void bl__spawn_exec(const bl__boot_t *b, int status_w) {
+_Noreturn void bl__spawn_exec(const bl__boot_t *b0, int status_w) {
   int32_t err = 0;
   void *buf = NULL;
   size_t len = 0;
   int mfd = -1;
   char marker[64];
+  /* The death pipe (no pidfds: valgrind) travels as one more fd. */
+  bl__boot_t bb = *b0, *b = &bb;
+  int fds[BL__BOOT_MAX_FDS];
+  int dp = bl__child_deathpipe();
+  if (dp >= 0 && b0->nfds < BL__BOOT_MAX_FDS) {
+    if (b0->nfds) memcpy(fds, b0->fds, b0->nfds * sizeof *fds);
+    fds[b0->nfds] = dp;
+    bb.fds = fds;
+    bb.nfds = b0->nfds + 1;
+  }
   if ((err = bl__boot_encode(b, &buf, &len))) goto fail;
   for (size_t i = 0; i < b->nfds; i++)
     if (fcntl(b->fds[i], F_SETFD, 0) != 0) {

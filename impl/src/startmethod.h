@@ -1,6 +1,6 @@
-/* startmethod.h: the start-method layer behind Process (and, later, the
- * pool's workers): method resolution (context.c), spawn's re-exec
- * (spawn.c), the forkserver client (forkserver.c). Never installed. */
+/* startmethod.h: the start-method layer behind Process and the pool's
+ * workers: method resolution (context.c), spawn's re-exec (spawn.c), the
+ * forkserver client (forkserver.c). Never installed. */
 #ifndef BL_STARTMETHOD_H
 #define BL_STARTMETHOD_H
 
@@ -24,6 +24,9 @@ void bl__strv_free(char **v);
 /* The bootstrap a spawn or forkserver child needs: what to run. */
 typedef struct bl__boot {
   const char *target, *name;
+  /* The Process identity ("3", "3:1"; NULL or "" = none): the child's own
+   * children are named Process-<ident>:N, as a fork child's are. */
+  const char *ident;
   const void *arg;
   size_t len;
   pid_t parent; /* the process that started it (bl_parent_process) */
@@ -51,8 +54,16 @@ _Noreturn void bl__exec_self(const char *marker, int status_w);
  * re-executed server image. Never returns. */
 _Noreturn void bl__forkserver_main(int sock, int status_w);
 
+/* The pool's worker loop as a boot target (worker.c): bl__boot_run runs
+ * it for this reserved name without a registry lookup. arg: the worker's
+ * settings and fds (supervisor.c encodes, worker.c decodes). */
+#define BL__POOL_WORKER_TARGET "billiard.pool.worker"
+int bl__pool_worker_target(const void *arg, size_t len);
+
 /* In a child just made by bl__fork (spawn): re-execute the program image
- * so that libbilliard's constructor runs b's target there. status_w is
+ * so that libbilliard's constructor runs b's target there. Under the
+ * death-pipe fallback (no pidfds) the child's own death pipe is passed
+ * along with b's fds, so the parent sees it alive until it really exits. status_w is
  * the start-status fd: the new image writes an int32 0 once it found the
  * target (then runs it), or its error (BL_ENOTFOUND); an exec failure is
  * written here as -errno. Never returns. */
@@ -61,7 +72,12 @@ _Noreturn void bl__spawn_exec(const bl__boot_t *b, int status_w);
 /* Ask this process's forkserver (started on first use) for a child that
  * runs b; it reports its start status on status_w (as above; the fd is
  * passed to the server and may be closed by the caller afterwards). The
- * child is a child of the caller (CLONE_PARENT): reap it with waitpid.
+ * child is a child of the caller (CLONE_PARENT): reap it with waitpid,
+ * watch it with a pidfd (there is no death-pipe fallback: valgrind, the
+ * only place without pidfds, refuses CLONE_PARENT anyway). It has no
+ * parent-death signal: its parent thread is whichever thread started the
+ * server, so it outlives its starter as Python's forkserver children do
+ * (a pool worker still leaves at EOF on its task pipe).
  * 0 and *pid, or -errno / BL_ENOTFOUND / BL_EPROCESS (server start). */
 int bl__forkserver_start(const bl__boot_t *b, int status_w, pid_t *pid);
 /* Stop the server (also done at exit). Returns its pid before, 0 if none. */

@@ -21,7 +21,9 @@
  *                 │        │             → SIGKILL after the grace period
  *                 │        └─ dispatch → TASK frames into per-worker pipes
  *                 └──────── (unlock) run deferred callbacks */
+#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -35,6 +37,7 @@
 #include "fault.h"
 #include "internal.h"
 #include "poolint.h"
+#include "startmethod.h"
 
 #define BL__SPAWN_RETRY_MS 50
 #define BL__BACKOFF_MS 25
@@ -74,6 +77,7 @@ int bl__sv_init(bl_pool_t *p) {
 }
 
 static void free_worker(struct bl__worker *w) {
+  bl__close(&w->st_fd);
   bl__close(&w->task_fd);
   bl__close(&w->res_fd);
   bl__close(&w->pidfd);
@@ -140,6 +144,97 @@ size_t bl__sv_live(const bl_pool_t *p) {
   return n;
 }
 
+/* The shared page: anonymous for fork; a memfd (*mfd) that a spawn or
+ * forkserver worker maps again in its new image. */
+static int map_shm(bl_pool_t *p, struct bl__worker *w, int *mfd) {
+  int fd = -1;
+  if (p->method != BL__M_FORK) {
+    fd = memfd_create("billiard-worker", MFD_CLOEXEC);
+    if (fd < 0) return -errno;
+    if (ftruncate(fd, sizeof *w->shm) != 0) {
+      int e = -errno;
+      close(fd);
+      return e;
+    }
+  }
+  void *m = mmap(NULL, sizeof *w->shm, PROT_READ | PROT_WRITE,
+                 fd < 0 ? MAP_SHARED | MAP_ANONYMOUS : MAP_SHARED, fd, 0);
+  if (m == MAP_FAILED) {
+    int e = -errno;
+    if (fd >= 0) close(fd);
+    return e;
+  }
+  w->shm = m;
+  *mfd = fd;
+  return 0;
+}
+
+/* spawn/forkserver: start a worker whose loop runs in a fresh image of the
+ * program (startmethod.h). Its task/result pipe ends and the shared page
+ * travel as fds at the same numbers, everything else in the boot bytes.
+ * The start status arrives on w->st_fd; only the first workers wait for
+ * it (so that bl_pool_new reports a start failure), later ones are not
+ * waited for: a worker that cannot start exits 1 like a crashing one. */
+static int start_fresh(bl_pool_t *p, struct bl__worker *w, int task_r,
+                       int res_w, int mfd, pid_t *pid) {
+  const char *init = p->o.initializer ? p->o.initializer : "";
+  struct bl__worker_boot wb = {
+      .task_fd = task_r, .res_fd = res_w, .shm_fd = mfd,
+      .maxtasks = p->o.maxtasksperchild,
+      .max_mem_kib = p->o.max_memory_per_child_kib,
+      .init_len = (uint32_t)strlen(init), .initarg_len = p->o.initarg_len};
+  size_t len = sizeof wb + wb.init_len + p->o.initarg_len;
+  char *arg = malloc(len);
+  if (!arg) return -ENOMEM;
+  memcpy(arg, &wb, sizeof wb);
+  memcpy(arg + sizeof wb, init, wb.init_len);
+  if (p->o.initarg_len) memcpy(arg + sizeof wb + wb.init_len, p->o.initarg, p->o.initarg_len);
+  char name[64];
+  snprintf(name, sizeof name, "%s-%u", bl__pool_worker_prefix(p), w->no);
+  int fds[3] = {task_r, res_w, mfd};
+  bl__boot_t b = {.target = BL__POOL_WORKER_TARGET, .name = name, .arg = arg,
+                  .len = len, .parent = getpid(), .fds = fds, .nfds = 3};
+  int st[2] = {-1, -1};
+  int rc = bl__pipe(st);
+  if (rc == 0 && p->method == BL__M_FORKSERVER) {
+    rc = bl__forkserver_start(&b, st[1], pid);
+  } else if (rc == 0) {
+    pid_t c = bl__fork(SIGKILL);
+    if (c == 0) {
+      /* Everything else of the pool's is close-on-exec. */
+      close(st[0]);
+      bl__spawn_exec(&b, st[1]);
+    }
+    if (c < 0) rc = (int)c;
+    else *pid = c;
+  }
+  free(arg);
+  bl__close(&st[1]);
+  if (rc) bl__close(&st[0]);
+  w->st_fd = st[0];
+  return rc;
+}
+
+/* The first workers: wait for the start status (int32 0 or the error),
+ * or for the worker's death. */
+static int wait_started(struct bl__worker *w) {
+  for (;;) {
+    struct pollfd pf[2] = {{.fd = w->st_fd, .events = POLLIN},
+                           {.fd = w->pidfd, .events = POLLIN}};
+    if (poll(pf, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (pf[0].revents || bl__poll_fd(w->st_fd, POLLIN, 0) == 1) {
+      int32_t code = 0;
+      int rc = bl__read_full(w->st_fd, &code, sizeof code);
+      if (rc) return rc == BL_EEOF ? BL_EPROCESS : rc;
+      return code <= 0 ? code : BL_EPROCESS;
+    }
+    if (pf[1].revents) return BL_EPROCESS;
+  }
+}
+
 int bl__sv_spawn(bl_pool_t *p) {
   if (p->nw == p->capw) {
     size_t nc = p->capw ? p->capw * 2 : 8;
@@ -153,24 +248,26 @@ int bl__sv_spawn(bl_pool_t *p) {
   /* Reachable from the pool even in a child killed before it is listed
    * (valgrind would call it lost). */
   p->w[p->nw] = w;
-  w->pidfd = w->task_fd = w->res_fd = -1;
+  w->pidfd = w->task_fd = w->res_fd = w->st_fd = -1;
   w->kill_at = BL__TL_NEVER;
   bl__tl_stop(&w->tl);
-  int tp[2] = {-1, -1}, rp[2] = {-1, -1}, rc;
-  w->shm = mmap(NULL, sizeof *w->shm, PROT_READ | PROT_WRITE,
-                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (w->shm == MAP_FAILED) {
-    w->shm = NULL;
-    rc = -errno;
-    goto fail;
-  }
+  int tp[2] = {-1, -1}, rp[2] = {-1, -1}, mfd = -1, rc;
+  if ((rc = map_shm(p, w, &mfd))) goto fail;
   atomic_init(&w->shm->soft_seq, 0);
   atomic_init(&w->shm->started_seq, 0);
   if ((rc = bl__pipe(tp)) || (rc = bl__pipe(rp))) goto fail;
-  pid_t pid = bl__fork(SIGKILL);
-  if (pid < 0) {
-    rc = pid;
-    goto fail;
+  pid_t pid = 0;
+  if (p->method != BL__M_FORK) {
+    w->no = atomic_fetch_add(&worker_counter, 1) + 1;
+    rc = start_fresh(p, w, tp[0], rp[1], mfd, &pid);
+    bl__close(&mfd);
+    if (rc) goto fail;
+  } else {
+    pid = bl__fork(SIGKILL);
+    if (pid < 0) {
+      rc = pid;
+      goto fail;
+    }
   }
   if (pid == 0) {
     /* Child: drop the parent's side of every pool fd it inherited. */
@@ -195,14 +292,15 @@ int bl__sv_spawn(bl_pool_t *p) {
   bl__close(&tp[0]);
   bl__close(&rp[1]);
   w->pid = pid;
-  w->no = atomic_fetch_add(&worker_counter, 1) + 1;
+  if (!w->no) w->no = atomic_fetch_add(&worker_counter, 1) + 1;
   w->task_fd = tp[1];
   w->res_fd = rp[0];
   tp[1] = rp[0] = -1; /* now owned by w */
   w->pidfd = bl__pidfd_open(pid);
-  if (w->pidfd < 0) {
+  if (w->pidfd >= 0 && w->st_fd >= 0 && !p->started) rc = wait_started(w);
+  if (w->pidfd < 0 || rc) {
     /* Our unreaped child: its pid cannot have been recycled yet. */
-    rc = w->pidfd;
+    if (!rc) rc = w->pidfd;
     kill(pid, SIGKILL);
     bl__waitpid(pid, NULL, 0);
     goto fail;
@@ -224,6 +322,7 @@ int bl__sv_spawn(bl_pool_t *p) {
   bl__pool_defer(p, BL__DEF_UP, NULL, pid, 0);
   return 0;
 fail:
+  bl__close(&mfd);
   bl__close(&tp[0]);
   bl__close(&tp[1]);
   bl__close(&rp[0]);

@@ -12,12 +12,14 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fault.h"
 #include "internal.h"
 #include "poolint.h"
+#include "startmethod.h"
 
 #define BL__EX_RECYCLE 155
 
@@ -256,4 +258,30 @@ _Noreturn void bl__worker_main(const struct bl__worker_cfg *cfg) {
     }
     if (recycle) leave(BL__EX_RECYCLE);
   }
+}
+
+/* A spawn/forkserver worker: decode the boot argument (supervisor.c's
+ * spawn_worker), map the shared page, run the loop. The argument lives
+ * until exit (bl__boot_run's buffer): the strings point into it. */
+int bl__pool_worker_target(const void *arg, size_t len) {
+  static struct bl__worker_cfg cfg;
+  static char init[BL_TASK_NAME_MAX + 1];
+  struct bl__worker_boot wb;
+  if (len < sizeof wb) return 1;
+  memcpy(&wb, arg, sizeof wb);
+  const char *p = (const char *)arg + sizeof wb;
+  if (wb.init_len > BL_TASK_NAME_MAX || wb.initarg_len != len - sizeof wb - wb.init_len)
+    return 1;
+  memcpy(init, p, wb.init_len);
+  init[wb.init_len] = 0;
+  void *shm = mmap(NULL, sizeof(struct bl__wshm), PROT_READ | PROT_WRITE, MAP_SHARED,
+                   wb.shm_fd, 0);
+  close(wb.shm_fd);
+  if (shm == MAP_FAILED) return 1;
+  cfg = (struct bl__worker_cfg){
+      .task_fd = wb.task_fd, .res_fd = wb.res_fd, .shm = shm,
+      .initializer = wb.init_len ? init : NULL, .initarg = p + wb.init_len,
+      .initarg_len = (size_t)wb.initarg_len, .maxtasks = wb.maxtasks,
+      .max_mem_kib = wb.max_mem_kib};
+  bl__worker_main(&cfg);
 }

@@ -31,6 +31,7 @@
 
 #include <stddef.h>
 #include <billiard/export.h>
+#include <billiard/pool.h>
 #include <billiard/process.h>
 
 #ifdef __cplusplus
@@ -51,7 +52,12 @@ BL_API const char *bl_context_start_method(const bl_context_t *ctx);
 BL_API void bl_context_process_options(const bl_context_t *ctx,
                                        bl_process_options_t *o);
 
-/* Set the default start method for Processes created with
+/* Initialise *o (bl_pool_options_init) for a pool of this context:
+ * o->start_method = the context's method (ctx.Pool in billiard). */
+BL_API void bl_context_pool_options(const bl_context_t *ctx,
+                                    bl_pool_options_t *o);
+
+/* Set the default start method for Processes and Pools created with
  * start_method = NULL. Once a method is set (or fixed by a call that used
  * the default), setting again without force -> BL_ESTATE (billiard:
  * RuntimeError('context has already been set')). method NULL with force

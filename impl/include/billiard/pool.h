@@ -1,7 +1,7 @@
 /* pool.h: the process pool (billiard.pool.Pool).
  *
- * A pool runs registered tasks (see <billiard/task.h>) in forked worker
- * processes. Work is submitted by task NAME plus argument bytes; results come
+ * A pool runs registered tasks (see <billiard/task.h>) in worker processes
+ * (started by fork, spawn or forkserver: options.start_method). Work is submitted by task NAME plus argument bytes; results come
  * back as bytes in a bl_result_t (see <billiard/result.h>). Every submitted
  * job is resolved exactly once, with a value or an error, whatever happens to
  * workers or to the pool.
@@ -96,6 +96,14 @@ typedef struct bl_pool_options {
   bl_timeout_cancel_cb on_timeout_cancel;
   bl_pool_error_cb on_pool_error;
   void *user;                  /* passed to the callbacks above */
+  /* How workers start (billiard's ctx.Pool): "fork", "spawn",
+   * "forkserver", or NULL = the default method (bl_set_start_method; using
+   * it fixes it). Under spawn and forkserver each worker runs in a fresh
+   * image of the program (<billiard/context.h>): the tasks and the
+   * initializer must be registered there too, i.e. from a constructor, and
+   * on_process_exit is refused (BL_ENOTSUPPORTED). Results, losses, time
+   * limits, recycling and terminate behave the same under every method. */
+  const char *start_method;
   uint64_t reserved[8];        /* must stay zero */
 } bl_pool_options_t;
 
@@ -128,8 +136,10 @@ enum { BL_POOL_RUN = 0, BL_POOL_CLOSE = 1, BL_POOL_TERMINATE = 2,
        BL_POOL_BROKEN = 3 };
 
 /* Create a pool and start its workers. o may be NULL (defaults). 0 or
- * -EINVAL (bad options, skipped _init), BL_ENOTFOUND (initializer not
- * registered), -errno. */
+ * -EINVAL (bad options, unknown start method, skipped _init), BL_ENOTFOUND
+ * (initializer not registered), BL_ENOTSUPPORTED (on_process_exit with
+ * spawn/forkserver), BL_EPROCESS (a spawn/forkserver worker could not
+ * start), -errno. */
 BL_API int bl_pool_new(bl_pool_t **out, const bl_pool_options_t *o);
 /* Terminate (if still running), join and free; *pool = NULL. Results the
  * caller still holds stay valid (all resolved) until bl_result_free(). */
