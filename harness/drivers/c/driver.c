@@ -174,8 +174,9 @@ static void hello(void) {
     json_array_append_new(f, json_string("fault.arm"));
   char impl[64];
   snprintf(impl, sizeof impl, "libbilliard %s", bl_version());
-  /* Process works under all three; pool.new answers Unsupported for the
-   * non-fork methods (workers are fork-only). fork first: the default. */
+  /* Process and Pool work under all three (a process.start target that
+   * needs the inherited handle table is fork-only: Unsupported elsewhere).
+   * fork first: the default. */
   json_t *h = json_pack("{s:s,s:s,s:i,s:o,s:[s,s,s],s:o}", "port", "c", "impl",
                         impl, "protocol", BCD_PROTOCOL, "features", f,
                         "start_methods", "fork", "spawn", "forkserver",

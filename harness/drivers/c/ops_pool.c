@@ -267,14 +267,15 @@ static json_t *op_pool_new(json_t *a, bcd_err_t *e) {
   const bl_context_t *ctx;
   if (method && bl_get_context(method, &ctx) != 0) /* Pool(context=...) */
     return bcd_fail(e, "ValueError", "cannot find context for '%s'", method);
-  if (method && strcmp(method, "fork") != 0)
-    return bcd_unsupported(e, "pool workers are fork-only (start method %s)",
-                           method);
   if (bcd_bool(a, "putlocks", 0) || bcd_has(a, "semaphore"))
     return bcd_unsupported(e, "Pool(putlocks, semaphore): libbilliard's "
                               "apply_async never waits for a free worker");
+  /* Workers start under the given method (NULL = the default); the task
+   * catalogue is registered from a constructor, so a spawn or forkserver
+   * worker (a fresh image of the driver) finds it (tasks.c). */
   bl_pool_options_t o;
   bl_pool_options_init(&o);
+  o.start_method = method;
   o.threads = bcd_bool(a, "threads", 1);
   if (bcd_has(a, "processes")) {
     double n = bcd_num(a, "processes", 0);

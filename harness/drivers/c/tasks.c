@@ -3,7 +3,8 @@
  * Arguments arrive as JSON text (the driver dumps the command's `args`);
  * results go back as JSON text. Everything here runs in a worker: the
  * counters and the `alloc` hoard are per worker process (the driver itself
- * never runs a task, so a fork starts them at zero). Time limits are only
+ * never runs a task, so a fork starts them at zero; a spawn or forkserver
+ * worker is a fresh image where they start at zero anyway). Time limits are only
  * cooperative in C: sleep and busy watch the soft limit and return
  * BL_ESOFTTIMELIMIT when it fires (the pool reports SoftTimeLimitExceeded);
  * soft_aware observes it and still returns a value. */
@@ -362,9 +363,13 @@ static const target_t targets[] = {
     {"conn_send", p_conn_send}, {"conn_recv", p_conn_recv},
 };
 
+/* The catalogue is self-contained too: registered here as well, so that
+ * pool workers started by spawn or forkserver (fresh images) find it. */
 __attribute__((constructor)) static void register_self_targets(void) {
   for (size_t i = 0; i < sizeof self_targets / sizeof self_targets[0]; i++)
     (void)bl_register_target(self_targets[i].name, self_targets[i].fn);
+  for (size_t i = 0; i < sizeof catalogue / sizeof catalogue[0]; i++)
+    (void)bl_register_task(catalogue[i].name, catalogue[i].fn);
 }
 
 int bcd_target_self_contained(const char *name) {
