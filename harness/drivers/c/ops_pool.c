@@ -308,6 +308,12 @@ static json_t *op_pool_new(json_t *a, bcd_err_t *e) {
   if (bcd_has(a, "synack"))
     o.synack = bcd_bool(a, "synack", 0);
   if (bcd_bool(a, "on_process_exit", 0)) {
+    /* A function pointer (and its pipe) means nothing in a spawn or
+     * forkserver worker's fresh image: libbilliard refuses it there. */
+    const char *m = method ? method : bl_get_start_method(0);
+    if (strcmp(m, "fork") != 0)
+      return bcd_unsupported(e, "on_process_exit needs fork workers (start "
+                                "method %s)", m);
     if (exit_relay_start() != 0)
       return bcd_fail(e, "OSError", "cannot start the on_process_exit relay");
     o.on_process_exit = on_exit_hook;
