@@ -2,6 +2,7 @@
  * that runs a registered target by name, report start failures, reap,
  * signal through pidfds, and tear down daemon children at exit. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <billiard/task.h>
 
 #include "fault.h"
+#include "handle.h"
 #include "internal.h"
 
 /* The start-method layer (context.c, spawn.c, forkserver.c) and the
@@ -42,6 +44,11 @@ struct bl_process {
   int daemon, grace_ms;
   int method; /* 0 fork, 1 spawn, 2 forkserver (startmethod.h) */
   pid_t owner; /* the process that created this object (its parent) */
+  /* Objects handed to the child (bl_process_add_handle): our own CLOEXEC
+   * duplicates of their memfds, inherited by fork, kept across spawn's
+   * exec, sent to the forkserver; closed once started. */
+  int hfds[BL__MAX_HANDLES];
+  size_t nh;
 
   pthread_mutex_t mu; /* guards the fields below */
   enum state state;
@@ -79,8 +86,14 @@ static void init_once(void) {
   atexit(teardown_at_exit);
 }
 
+static void close_handles(bl_process_t *p) {
+  for (size_t i = 0; i < p->nh; i++) bl__close(&p->hfds[i]);
+  p->nh = 0;
+}
+
 static void proc_destroy(bl_process_t *p) {
   bl__close(&p->pidfd);
+  close_handles(p);
   pthread_mutex_destroy(&p->mu);
   free(p->target);
   free(p->name);
@@ -247,6 +260,28 @@ BL_API int bl_process_new(bl_process_t **pp, const char *target,
   return 0;
 }
 
+BL_API int bl_process_add_handle(bl_process_t *p, bl_handle_kind_t kind,
+                                 const void *obj) {
+  BL_VALIDATE(p && obj, -EINVAL);
+  if (p->state != ST_NEW || p->owner != getpid()) return BL_ESTATE;
+  int fds[2] = {-1, -1};
+  int n = bl__handle_export((int)kind, obj, fds);
+  if (n < 0) return n;
+  if (p->nh + (size_t)n > BL__MAX_HANDLES) return -E2BIG;
+  size_t first = p->nh;
+  for (int i = 0; i < n; i++) {
+    int rc = BL_FAULT("process/handle/dup", EMFILE);
+    int d = rc ? -1 : fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+    if (d < 0) {
+      if (!rc) rc = -errno;
+      while (p->nh > first) bl__close(&p->hfds[--p->nh]);
+      return rc;
+    }
+    p->hfds[p->nh++] = d;
+  }
+  return (int)first;
+}
+
 /* The child side of start: find the target, tell the parent, run it. */
 _Noreturn static void child_main(bl_process_t *p, int status_w) {
   p->pid = getpid();
@@ -258,6 +293,7 @@ _Noreturn static void child_main(bl_process_t *p, int status_w) {
 #ifdef BL__HAVE_PROCINFO
   bl__procinfo_set(p->name, p->owner);
 #endif
+  bl__handles_set(p->hfds, p->nh);
 
   bl_target_fn fn = NULL;
   int32_t status = bl_lookup_target(p->target, &fn);
@@ -319,7 +355,8 @@ BL_API int bl_process_start(bl_process_t *p) {
   /* spawn and forkserver children find the target by name in a fresh
    * image and report on the same status pipe (startmethod.h). */
   bl__boot_t boot = {.target = p->target, .name = p->name, .ident = p->ident,
-                     .arg = p->arg, .len = p->len, .parent = getpid()};
+                     .arg = p->arg, .len = p->len, .parent = getpid(),
+                     .fds = p->hfds, .nfds = p->nh};
   if (p->method == BL__M_FORKSERVER) {
     rc = bl__forkserver_start(&boot, sp[1], &pid);
     bl__close(&sp[1]);
@@ -366,6 +403,7 @@ BL_API int bl_process_start(bl_process_t *p) {
   p->pidfd = pidfd;
   p->state = ST_STARTED;
   pthread_mutex_unlock(&p->mu);
+  close_handles(p); /* the child has them now */
   p->next = set_head;
   set_head = p;
   p->in_set = 1;

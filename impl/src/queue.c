@@ -31,6 +31,7 @@
 #include <billiard/queue.h>
 
 #include "fault.h"
+#include "handle.h"
 #include "internal.h"
 #include "shm.h"
 
@@ -72,10 +73,11 @@ typedef struct q_shared {
 
 #define RING_OFF ((sizeof(q_shared_t) + 63) & ~(size_t)63)
 
+/* This process's view: where the ring is mapped here (the mapping's memfd
+ * stays registered in shm.c, so the queue can be handed to a child). */
 struct bl_queue {
   q_shared_t *sh;
   size_t maplen;
-  int fd;       /* the memfd, kept so the queue could be handed on */
   int closed;
 };
 
@@ -228,9 +230,8 @@ static int queue_new(bl_queue_t **out, const bl_queue_options_t *o,
   cap = (cap + 7) & ~(size_t)7;
   bl_queue_t *q = calloc(1, sizeof *q);
   if (!q) return -ENOMEM;
-  q->maplen = bl__shm_round(RING_OFF + cap);
   void *base;
-  int rc = bl__shm_map(q->maplen, &base, &q->fd);
+  int rc = bl__shm_map(RING_OFF + cap, BL_HANDLE_QUEUE, &base, &q->maplen);
   if (rc) {
     free(q);
     return rc;
@@ -239,7 +240,6 @@ static int queue_new(bl_queue_t **out, const bl_queue_options_t *o,
   rc = bl__robust_init(&q->sh->r);
   if (rc) {
     bl__shm_unmap(base, q->maplen);
-    bl__close(&q->fd);
     free(q);
     return rc;
   }
@@ -261,9 +261,42 @@ int bl_joinable_queue_new(bl_queue_t **out, const bl_queue_options_t *o) {
 void bl_queue_free(bl_queue_t **q) {
   if (!q || !*q) return;
   bl__shm_unmap((*q)->sh, (*q)->maplen);
-  bl__close(&(*q)->fd);
   free(*q);
   *q = NULL;
+}
+
+int bl__queue_export(const void *obj, int *fds) {
+  const bl_queue_t *q = obj;
+  int fd = bl__shm_fd_of(q->sh, BL_HANDLE_QUEUE);
+  if (fd < 0) return fd;
+  if (q->closed) return BL_ECLOSED;
+  fds[0] = fd;
+  return 1;
+}
+
+int bl_queue_attach(bl_queue_t **out, size_t index) {
+  BL_VALIDATE(out != NULL, -EINVAL);
+  *out = NULL;
+  int fd = bl__handle_fd(index, BL_HANDLE_QUEUE);
+  if (fd < 0) return fd;
+  bl_queue_t *q = calloc(1, sizeof *q);
+  if (!q) return -ENOMEM;
+  void *base;
+  int rc = bl__shm_attach(fd, BL_HANDLE_QUEUE, &base, &q->maplen);
+  if (rc == 0 && q->maplen < RING_OFF + MIN_RING) rc = -EINVAL;
+  if (rc == 0) {
+    q_shared_t *sh = base;
+    /* Trust nothing the mapping says about its own size. */
+    if (sh->cap < MIN_RING || sh->cap > q->maplen - RING_OFF) rc = -EINVAL;
+    if (rc) bl__shm_unmap(base, q->maplen);
+  }
+  if (rc) {
+    free(q);
+    return rc;
+  }
+  q->sh = base;
+  *out = q;
+  return 0;
 }
 
 /* ---- put ---- */

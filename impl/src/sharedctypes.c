@@ -1,9 +1,10 @@
 /* sharedctypes.c: Value/Array/RawValue/RawArray.
  *
- * One mapping per object: a header (typecode, length, the lock to use and
- * room for an RLock of its own) followed by the zeroed elements. The lock
- * pointer is an address in the creating process; fork keeps every mapping
- * at the same address, so it is valid in all children. Release is the
+ * One mapping per object: a header (typecode, length, which lock to use and
+ * room for an RLock of its own) followed by the zeroed elements. Nothing in
+ * it is a pointer: a child handed the value maps it at another address. A
+ * borrowed lock lives in its own mapping; this process's view remembers
+ * where it is (a child gets it as the handle after the value). Release is the
  * kernel's business: each process unmaps its view (or dies) and the memory
  * goes with the last one. A reference count inside the segment would be
  * left too high by every process that crashes; the kernel's count is not. */
@@ -15,20 +16,32 @@
 #include <billiard/errors.h>
 #include <billiard/sharedctypes.h>
 
+#include "handle.h"
 #include "internal.h"
 #include "shm.h"
 #include "sync.h"
 
+enum { LK_NONE = 0, LK_OWN = 1, LK_BORROWED = 2 };
+
+typedef struct val_shared {
+  uint64_t n;
+  uint32_t itemsize;
+  uint32_t lock_kind;  /* LK_* */
+  char typecode;
+  struct bl_lock own;  /* used when the value made its own RLock */
+} val_shared_t;
+
+/* This process's view. */
 struct bl_value {
-  size_t maplen;
-  size_t n;
+  val_shared_t *sh;
+  size_t maplen, n;
   uint32_t itemsize;
   char typecode;
-  bl_lock_t *lock;      /* NULL = raw */
-  struct bl_lock own;   /* used when the value made its own RLock */
+  bl_lock_t *lock;     /* NULL = raw; &sh->own, borrowed, or attached */
+  bl_lock_t *attached; /* a borrowed lock this view mapped itself */
 };
 
-#define DATA_OFF ((sizeof(struct bl_value) + 63) & ~(size_t)63)
+#define DATA_OFF ((sizeof(val_shared_t) + 63) & ~(size_t)63)
 
 int bl_typecode_size(char tc) {
   switch (tc) {
@@ -72,21 +85,28 @@ int bl_array_new(bl_value_t **out, char tc, size_t n,
   int isz = bl_typecode_size(tc);
   if (isz < 0) return isz;
   BL_VALIDATE(n <= (SIZE_MAX - DATA_OFF) / (size_t)isz, -EINVAL);
-  size_t len = bl__shm_round(DATA_OFF + n * (size_t)isz);
+  bl_value_t *v = calloc(1, sizeof *v);
+  if (!v) return -ENOMEM;
   void *base;
-  int rc = bl__shm_map(len, &base, NULL);
-  if (rc) return rc;
-  bl_value_t *v = base;
-  v->maplen = len;
-  v->n = n;
-  v->itemsize = (uint32_t)isz;
-  v->typecode = tc;
+  int rc = bl__shm_map(DATA_OFF + n * (size_t)isz, BL_HANDLE_VALUE, &base,
+                       &v->maplen);
+  if (rc) {
+    free(v);
+    return rc;
+  }
+  v->sh = base;
+  v->sh->n = v->n = n;
+  v->sh->itemsize = v->itemsize = (uint32_t)isz;
+  v->sh->typecode = v->typecode = tc;
   if (o->lock) {
     if (o->use_lock) {
+      v->sh->lock_kind = LK_BORROWED;
+      bl__shm_tag(base, v->maplen)->flags |= BL__TAG_EXT_LOCK;
       v->lock = o->use_lock;
     } else {
-      bl__lock_init(&v->own, 1);
-      v->lock = &v->own;
+      v->sh->lock_kind = LK_OWN;
+      bl__lock_init(&v->sh->own, 1);
+      v->lock = &v->sh->own;
     }
   }
   *out = v;
@@ -110,8 +130,61 @@ int bl_raw_value_new(bl_value_t **out, char tc) {
 
 void bl_value_free(bl_value_t **v) {
   if (!v || !*v) return;
-  bl__shm_unmap(*v, (*v)->maplen);
+  bl_lock_free(&(*v)->attached);
+  bl__shm_unmap((*v)->sh, (*v)->maplen);
+  free(*v);
   *v = NULL;
+}
+
+int bl__value_export(const void *obj, int *fds) {
+  const bl_value_t *v = obj;
+  int fd = bl__shm_fd_of(v->sh, BL_HANDLE_VALUE);
+  if (fd < 0) return fd;
+  fds[0] = fd;
+  if (v->sh->lock_kind != LK_BORROWED) return 1;
+  int rc = bl__lock_export(v->lock, fds + 1);
+  return rc < 0 ? rc : 2;
+}
+
+int bl_value_attach(bl_value_t **out, size_t index) {
+  BL_VALIDATE(out != NULL, -EINVAL);
+  *out = NULL;
+  int fd = bl__handle_fd(index, BL_HANDLE_VALUE);
+  if (fd < 0) return fd;
+  bl_value_t *v = calloc(1, sizeof *v);
+  if (!v) return -ENOMEM;
+  void *base;
+  int rc = bl__shm_attach(fd, BL_HANDLE_VALUE, &base, &v->maplen);
+  if (rc) {
+    free(v);
+    return rc;
+  }
+  v->sh = base;
+  /* Copy the geometry into the view and check it against the mapping, so
+   * nothing another process writes later can send an access out of it. */
+  v->n = (size_t)v->sh->n;
+  v->itemsize = v->sh->itemsize;
+  v->typecode = v->sh->typecode;
+  int isz = bl_typecode_size(v->typecode);
+  if (isz < 0 || (uint32_t)isz != v->itemsize || v->n == 0 ||
+      v->n > (v->maplen - DATA_OFF - sizeof(bl__shm_tag_t)) / v->itemsize ||
+      v->sh->lock_kind > LK_BORROWED) {
+    bl_value_free(&v);
+    return -EINVAL;
+  }
+  if (v->sh->lock_kind == LK_OWN) {
+    v->lock = &v->sh->own;
+  } else if (v->sh->lock_kind == LK_BORROWED) {
+    /* The borrowed lock was passed right after the value. */
+    rc = bl_lock_attach(&v->attached, index + 1);
+    if (rc) {
+      bl_value_free(&v);
+      return rc == -ERANGE ? -EINVAL : rc;
+    }
+    v->lock = v->attached;
+  }
+  *out = v;
+  return 0;
 }
 
 bl_lock_t *bl_value_get_lock(bl_value_t *v) { return v ? v->lock : NULL; }
@@ -119,7 +192,7 @@ char bl_value_typecode(const bl_value_t *v) { return v ? v->typecode : 0; }
 size_t bl_value_len(const bl_value_t *v) { return v ? v->n : 0; }
 size_t bl_value_itemsize(const bl_value_t *v) { return v ? v->itemsize : 0; }
 void *bl_value_ptr(bl_value_t *v) {
-  return v ? (char *)v + DATA_OFF : NULL;
+  return v ? (char *)v->sh + DATA_OFF : NULL;
 }
 
 /* One element as the widest type of its kind. */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,40 +27,154 @@ size_t bl__shm_round(size_t len) {
   return (len + pg - 1) / pg * pg;
 }
 
-int bl__shm_map(size_t len, void **base, int *fd_out) {
-  if (fd_out) *fd_out = -1;
-  int rc = BL_FAULT("shm/create/memfd", EMFILE);
+/* This process's mappings and their memfds, to find the fd of an object
+ * handed to a child. A short array: a lookup is a scan. */
+typedef struct reg_ent {
+  const void *base;
+  int fd;
+} reg_ent_t;
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static reg_ent_t *reg;
+static size_t reg_n, reg_cap;
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+
+/* A fork while another thread holds reg_mu must not leave it locked. */
+static void reg_prepare(void) { pthread_mutex_lock(&reg_mu); }
+static void reg_release(void) { pthread_mutex_unlock(&reg_mu); }
+static void reg_init(void) { pthread_atfork(reg_prepare, reg_release, reg_release); }
+
+static int reg_add(const void *base, int fd) {
+  pthread_once(&reg_once, reg_init);
+  pthread_mutex_lock(&reg_mu);
+  int rc = 0;
+  if (reg_n == reg_cap) {
+    size_t cap = reg_cap ? reg_cap * 2 : 16;
+    reg_ent_t *r = realloc(reg, cap * sizeof *r);
+    if (r) {
+      reg = r;
+      reg_cap = cap;
+    } else {
+      rc = -ENOMEM;
+    }
+  }
+  if (rc == 0) reg[reg_n++] = (reg_ent_t){base, fd};
+  pthread_mutex_unlock(&reg_mu);
+  return rc;
+}
+
+/* Remove base's entry: its fd, or -1. */
+static int reg_take(const void *base) {
+  pthread_once(&reg_once, reg_init);
+  pthread_mutex_lock(&reg_mu);
+  int fd = -1;
+  for (size_t i = 0; i < reg_n; i++)
+    if (reg[i].base == base) {
+      fd = reg[i].fd;
+      reg[i] = reg[--reg_n];
+      break;
+    }
+  if (reg_n == 0) {
+    free(reg);
+    reg = NULL;
+    reg_cap = 0;
+  }
+  pthread_mutex_unlock(&reg_mu);
+  return fd;
+}
+
+int bl__shm_fd(const void *base) {
+  pthread_once(&reg_once, reg_init);
+  pthread_mutex_lock(&reg_mu);
+  int fd = -ENOENT;
+  for (size_t i = 0; i < reg_n; i++)
+    if (reg[i].base == base) fd = reg[i].fd;
+  pthread_mutex_unlock(&reg_mu);
+  return fd;
+}
+
+int bl__shm_fd_of(const void *base, uint32_t kind) {
+  int fd = bl__shm_fd(base);
+  bl__shm_tag_t tag;
+  if (fd < 0 || bl__shm_peek(fd, &tag) != 0 || tag.kind != kind) return -EINVAL;
+  return fd;
+}
+
+bl__shm_tag_t *bl__shm_tag(void *base, size_t maplen) {
+  return (bl__shm_tag_t *)(void *)((char *)base + maplen - sizeof(bl__shm_tag_t));
+}
+
+static int map_fd(int fd, size_t len, void **base) {
+  int rc = BL_FAULT("shm/map/mmap", ENOMEM);
   if (rc) return rc;
-  /* memfd, not shm_open: nothing ever appears in /dev/shm, so a crash
-   * cannot leave a segment behind, and the fd can be passed on later. */
-  int fd = memfd_create("billiard", MFD_CLOEXEC);
-  if (fd < 0) return -errno;
-  rc = BL_FAULT("shm/size/ftruncate", ENOSPC);
-  if (!rc && ftruncate(fd, (off_t)len) != 0) rc = -errno;
+  void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return -errno;
+  rc = reg_add(p, fd);
   if (rc) {
-    bl__close(&fd);
+    munmap(p, len);
     return rc;
   }
-  rc = BL_FAULT("shm/map/mmap", ENOMEM);
-  void *p = MAP_FAILED;
-  if (!rc) {
-    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) rc = -errno;
-  }
-  if (rc) {
-    bl__close(&fd);
-    return rc;
-  }
-  if (fd_out)
-    *fd_out = fd;
-  else
-    bl__close(&fd); /* the mapping keeps the memory alive */
   *base = p;
   return 0;
 }
 
+int bl__shm_map(size_t len, uint32_t kind, void **base, size_t *maplen) {
+  int rc = BL_FAULT("shm/create/memfd", EMFILE);
+  if (rc) return rc;
+  if (len > SIZE_MAX / 2) return -ENOMEM;
+  size_t total = bl__shm_round(len + sizeof(bl__shm_tag_t));
+  /* memfd, not shm_open: nothing ever appears in /dev/shm, so a crash
+   * cannot leave a segment behind, and the fd can be passed on. */
+  int fd = memfd_create("billiard", MFD_CLOEXEC);
+  if (fd < 0) return -errno;
+  rc = BL_FAULT("shm/size/ftruncate", ENOSPC);
+  if (!rc && ftruncate(fd, (off_t)total) != 0) rc = -errno;
+  if (!rc) rc = map_fd(fd, total, base);
+  if (rc) {
+    bl__close(&fd);
+    return rc;
+  }
+  bl__shm_tag_t *t = bl__shm_tag(*base, total);
+  t->magic = BL__SHM_MAGIC;
+  t->kind = kind;
+  *maplen = total;
+  return 0;
+}
+
+int bl__shm_peek(int fd, bl__shm_tag_t *tag) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -errno;
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+  if (!S_ISREG(st.st_mode) || st.st_size <= 0 || (size_t)st.st_size % pg != 0)
+    return -EINVAL;
+  off_t at = st.st_size - (off_t)sizeof *tag;
+  if (pread(fd, tag, sizeof *tag, at) != (ssize_t)sizeof *tag) return -EINVAL;
+  if (tag->magic != BL__SHM_MAGIC) return -EINVAL;
+  return 0;
+}
+
+int bl__shm_attach(int fd, uint32_t kind, void **base, size_t *maplen) {
+  bl__shm_tag_t tag;
+  int rc = bl__shm_peek(fd, &tag);
+  if (rc) return rc;
+  if (tag.kind != kind) return -EINVAL;
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -errno;
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) return -errno;
+  rc = map_fd(own, (size_t)st.st_size, base);
+  if (rc) {
+    bl__close(&own);
+    return rc;
+  }
+  *maplen = (size_t)st.st_size;
+  return 0;
+}
+
 void bl__shm_unmap(void *base, size_t len) {
-  if (base) munmap(base, len);
+  if (!base) return;
+  munmap(base, len);
+  int fd = reg_take(base);
+  bl__close(&fd);
 }
 
 /* ---- futex ---- */

@@ -11,13 +11,42 @@
 
 /* ---- mappings ---- */
 
-/* Map len zero-filled bytes of memfd-backed MAP_SHARED memory: inherited by
- * fork, never visible in /dev/shm, freed by the kernel when the last process
- * unmaps it (or dies). With fd != NULL the CLOEXEC memfd is kept open and
- * returned (so the segment could be passed to another process); else it is
- * closed at once. 0 or -errno. */
-int bl__shm_map(size_t len, void **base, int *fd);
-void bl__shm_unmap(void *base, size_t len);
+/* Every mapping is a CLOEXEC memfd kept open while this process maps it
+ * (so the object can be handed to a spawn/forkserver child) and ends with a
+ * trailer naming what it holds: a process that receives the fd checks the
+ * kind before it trusts the layout. Nothing in a mapping may be a pointer:
+ * another process maps it at another address. */
+#define BL__SHM_MAGIC 0x424c4f42u /* "BLOB" */
+typedef struct bl__shm_tag {
+  uint32_t magic;
+  uint32_t kind;  /* bl_handle_kind_t */
+  uint32_t flags; /* per kind, e.g. BL__TAG_EXT_LOCK */
+  uint32_t pad;
+} bl__shm_tag_t;
+/* The object borrows a lock held in another mapping: passed along as the
+ * next handle. */
+#define BL__TAG_EXT_LOCK 1u
+
+/* Map len zero-filled bytes (plus the trailer; *maplen gets the page-
+ * rounded total) of memfd-backed MAP_SHARED memory: inherited by fork,
+ * never visible in /dev/shm, freed by the kernel when the last process
+ * unmaps it (or dies). The memfd stays registered with the mapping until
+ * bl__shm_unmap. 0 or -errno. */
+int bl__shm_map(size_t len, uint32_t kind, void **base, size_t *maplen);
+/* Map a received memfd (the fd is duplicated; the caller keeps its own),
+ * check that it holds kind. 0; -EINVAL (not a billiard mapping or another
+ * kind); -errno. */
+int bl__shm_attach(int fd, uint32_t kind, void **base, size_t *maplen);
+/* Unmap and close the registered memfd. */
+void bl__shm_unmap(void *base, size_t maplen);
+/* The memfd behind a mapping made or attached by this process, or -ENOENT. */
+int bl__shm_fd(const void *base);
+/* The same, only if that mapping holds kind; else -EINVAL. A caller that
+ * got obj as void * checks this before it reads anything else through it. */
+int bl__shm_fd_of(const void *base, uint32_t kind);
+bl__shm_tag_t *bl__shm_tag(void *base, size_t maplen);
+/* Read the trailer of a memfd without mapping it. 0, -EINVAL, -errno. */
+int bl__shm_peek(int fd, bl__shm_tag_t *tag);
 /* Round up to the page size. */
 size_t bl__shm_round(size_t len);
 

@@ -17,6 +17,7 @@
 #include <billiard/task.h>
 
 #include "fault.h"
+#include "handle.h"
 #include "internal.h"
 #include "procinfo.h"
 #include "startmethod.h"
@@ -122,6 +123,7 @@ _Noreturn void bl__boot_run(const bl__boot_t *b, int status_w, void *buf) {
   }
   bl__procinfo_set(b->name, b->parent);
   bl__process_set_identity(b->ident);
+  bl__handles_set(b->fds, b->nfds);
   int code = fn(b->arg, b->len);
   free(buf);
   (void)bl_process_teardown();

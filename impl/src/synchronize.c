@@ -16,19 +16,53 @@
 #include <billiard/errors.h>
 #include <billiard/synchronize.h>
 
+#include "handle.h"
 #include "internal.h"
 #include "shm.h"
 #include "sync.h"
 
-/* Every object heads its own page-rounded mapping. */
-static void *obj_map(size_t size, int *rc) {
+/* Every object heads its own page-rounded mapping, whose memfd stays
+ * registered (shm.c) so the object can be handed to a child. The mapping
+ * size follows from the object's size alone, in every process. */
+static size_t obj_len(size_t size) {
+  return bl__shm_round(size + sizeof(bl__shm_tag_t));
+}
+
+static void *obj_map(size_t size, uint32_t kind, int *rc) {
   void *p = NULL;
-  *rc = bl__shm_map(bl__shm_round(size), &p, NULL);
+  size_t len;
+  *rc = bl__shm_map(size, kind, &p, &len);
   return *rc ? NULL : p;
 }
 
-static void obj_unmap(void *p, size_t size) {
-  bl__shm_unmap(p, bl__shm_round(size));
+static void obj_unmap(void *p, size_t size) { bl__shm_unmap(p, obj_len(size)); }
+
+/* Map handle index of kind in a child; the mapping must be exactly what an
+ * object of size makes. */
+static void *obj_attach(size_t index, uint32_t kind, size_t size, int *rc) {
+  int fd = bl__handle_fd(index, kind);
+  if (fd < 0) {
+    *rc = fd;
+    return NULL;
+  }
+  void *p = NULL;
+  size_t len;
+  *rc = bl__shm_attach(fd, kind, &p, &len);
+  if (*rc) return NULL;
+  if (len != obj_len(size)) {
+    bl__shm_unmap(p, len);
+    *rc = -EINVAL;
+    return NULL;
+  }
+  return p;
+}
+
+/* The one fd of an object that heads its own mapping. */
+static int obj_export(const void *obj, uint32_t kind, int *fds) {
+  int fd = bl__shm_fd_of(obj, kind);
+  if (fd < 0) return fd;
+  fds[0] = fd;
+  return 1;
 }
 
 /* ===================== Lock / RLock ===================== */
@@ -41,7 +75,7 @@ void bl__lock_init(bl_lock_t *l, int recursive) {
 static int lock_new(bl_lock_t **out, int recursive) {
   BL_VALIDATE(out != NULL, -EINVAL);
   int rc;
-  bl_lock_t *l = obj_map(sizeof *l, &rc);
+  bl_lock_t *l = obj_map(sizeof *l, BL_HANDLE_LOCK, &rc);
   if (!l) return rc;
   bl__lock_init(l, recursive);
   l->own_map = 1;
@@ -56,6 +90,28 @@ void bl_lock_free(bl_lock_t **l) {
   if (!l || !*l) return;
   if ((*l)->own_map) obj_unmap(*l, sizeof **l);
   *l = NULL;
+}
+
+/* A lock inside a Value or Condition has no mapping of its own: its owner
+ * is what gets passed. */
+int bl__lock_export(const void *obj, int *fds) {
+  /* Checked first: obj may be anything (a lock embedded in a Value or
+   * Condition is no mapping of its own and is refused here too). */
+  return obj_export(obj, BL_HANDLE_LOCK, fds);
+}
+
+int bl_lock_attach(bl_lock_t **out, size_t index) {
+  BL_VALIDATE(out != NULL, -EINVAL);
+  *out = NULL;
+  int rc;
+  bl_lock_t *l = obj_attach(index, BL_HANDLE_LOCK, sizeof *l, &rc);
+  if (!l) return rc;
+  if (!l->own_map) { /* NEVER: only own-map locks are exported */
+    obj_unmap(l, sizeof *l);
+    return -EINVAL;
+  }
+  *out = l;
+  return 0;
 }
 
 /* The word says w is held by a tid; if that thread is gone, take the lock
@@ -193,7 +249,7 @@ static int sem_new(bl_semaphore_t **out, int value, int bounded) {
   BL_VALIDATE(out != NULL, -EINVAL);
   BL_VALIDATE(value >= 0, -EINVAL);
   int rc;
-  bl_semaphore_t *s = obj_map(sizeof *s, &rc);
+  bl_semaphore_t *s = obj_map(sizeof *s, BL_HANDLE_SEMAPHORE, &rc);
   if (!s) return rc;
   rc = bl__robust_init(&s->r);
   if (rc) {
@@ -217,6 +273,17 @@ void bl_semaphore_free(bl_semaphore_t **s) {
   if (!s || !*s) return;
   obj_unmap(*s, sizeof **s);
   *s = NULL;
+}
+
+int bl__semaphore_export(const void *obj, int *fds) {
+  return obj_export(obj, BL_HANDLE_SEMAPHORE, fds);
+}
+
+int bl_semaphore_attach(bl_semaphore_t **out, size_t index) {
+  BL_VALIDATE(out != NULL, -EINVAL);
+  int rc;
+  *out = obj_attach(index, BL_HANDLE_SEMAPHORE, sizeof **out, &rc);
+  return *out ? 0 : rc;
 }
 
 static int sem_lock(bl_semaphore_t *s) {
@@ -345,7 +412,7 @@ struct bl_event {
 int bl_event_new(bl_event_t **out) {
   BL_VALIDATE(out != NULL, -EINVAL);
   int rc;
-  bl_event_t *e = obj_map(sizeof *e, &rc);
+  bl_event_t *e = obj_map(sizeof *e, BL_HANDLE_EVENT, &rc);
   if (!e) return rc;
   *out = e;
   return 0;
@@ -355,6 +422,17 @@ void bl_event_free(bl_event_t **e) {
   if (!e || !*e) return;
   obj_unmap(*e, sizeof **e);
   *e = NULL;
+}
+
+int bl__event_export(const void *obj, int *fds) {
+  return obj_export(obj, BL_HANDLE_EVENT, fds);
+}
+
+int bl_event_attach(bl_event_t **out, size_t index) {
+  BL_VALIDATE(out != NULL, -EINVAL);
+  int rc;
+  *out = obj_attach(index, BL_HANDLE_EVENT, sizeof **out, &rc);
+  return *out ? 0 : rc;
 }
 
 /* The flag word is its own futex: no lock at all, so nothing to recover. */
@@ -386,36 +464,83 @@ int bl_event_wait(bl_event_t *e, int timeout_ms) {
 
 /* ===================== Condition ===================== */
 
-struct bl_condition {
+/* Shared: the notify sequence, the waiter count and, unless a lock is
+ * borrowed, the condition's own RLock (in the same mapping, so a child
+ * that maps the condition has it at the right place). */
+typedef struct cond_shared {
   uint32_t seq;
   uint32_t waiters;
-  bl_lock_t *lock;
-  int owns_lock;
+  struct bl_lock own;
+} cond_shared_t;
+
+/* This process's view. */
+struct bl_condition {
+  cond_shared_t *sh;
+  bl_lock_t *lock;     /* &sh->own, the borrowed lock, or an attached one */
+  bl_lock_t *attached; /* a borrowed lock this view mapped itself */
 };
 
 int bl_condition_new(bl_condition_t **out, bl_lock_t *lock) {
   BL_VALIDATE(out != NULL, -EINVAL);
+  bl_condition_t *c = calloc(1, sizeof *c);
+  if (!c) return -ENOMEM;
   int rc;
-  bl_condition_t *c = obj_map(sizeof *c, &rc);
-  if (!c) return rc;
-  if (!lock) {
-    rc = bl_rlock_new(&lock);
-    if (rc) {
-      obj_unmap(c, sizeof *c);
-      return rc;
-    }
-    c->owns_lock = 1;
+  c->sh = obj_map(sizeof *c->sh, BL_HANDLE_CONDITION, &rc);
+  if (!c->sh) {
+    free(c);
+    return rc;
   }
-  c->lock = lock;
+  if (lock) {
+    bl__shm_tag(c->sh, obj_len(sizeof *c->sh))->flags |= BL__TAG_EXT_LOCK;
+    c->lock = lock;
+  } else {
+    bl__lock_init(&c->sh->own, 1);
+    c->lock = &c->sh->own;
+  }
   *out = c;
   return 0;
 }
 
 void bl_condition_free(bl_condition_t **c) {
   if (!c || !*c) return;
-  if ((*c)->owns_lock) bl_lock_free(&(*c)->lock);
-  obj_unmap(*c, sizeof **c);
+  bl_lock_free(&(*c)->attached);
+  obj_unmap((*c)->sh, sizeof *(*c)->sh);
+  free(*c);
   *c = NULL;
+}
+
+int bl__condition_export(const void *obj, int *fds) {
+  const bl_condition_t *c = obj;
+  int n = obj_export(c->sh, BL_HANDLE_CONDITION, fds);
+  if (n < 0 || c->lock == &c->sh->own) return n;
+  int rc = bl__lock_export(c->lock, fds + 1);
+  return rc < 0 ? rc : 2;
+}
+
+int bl_condition_attach(bl_condition_t **out, size_t index) {
+  BL_VALIDATE(out != NULL, -EINVAL);
+  *out = NULL;
+  bl_condition_t *c = calloc(1, sizeof *c);
+  if (!c) return -ENOMEM;
+  int rc;
+  c->sh = obj_attach(index, BL_HANDLE_CONDITION, sizeof *c->sh, &rc);
+  if (!c->sh) {
+    free(c);
+    return rc;
+  }
+  if (bl__shm_tag(c->sh, obj_len(sizeof *c->sh))->flags & BL__TAG_EXT_LOCK) {
+    /* The borrowed lock was passed right after the condition. */
+    rc = bl_lock_attach(&c->attached, index + 1);
+    if (rc) {
+      bl_condition_free(&c);
+      return rc == -ERANGE ? -EINVAL : rc;
+    }
+    c->lock = c->attached;
+  } else {
+    c->lock = &c->sh->own;
+  }
+  *out = c;
+  return 0;
 }
 
 bl_lock_t *bl_condition_lock(bl_condition_t *c) { return c ? c->lock : NULL; }
@@ -437,22 +562,22 @@ int bl_condition_wait(bl_condition_t *c, int timeout_ms) {
   /* Register and read the sequence while still holding the lock: a notify
    * can only come after we release it, so it always changes seq after our
    * read and cannot be missed. */
-  __atomic_add_fetch(&c->waiters, 1, __ATOMIC_SEQ_CST);
-  uint32_t seq = __atomic_load_n(&c->seq, __ATOMIC_SEQ_CST);
+  __atomic_add_fetch(&c->sh->waiters, 1, __ATOMIC_SEQ_CST);
+  uint32_t seq = __atomic_load_n(&c->sh->seq, __ATOMIC_SEQ_CST);
   uint32_t depth = c->lock->count;
   c->lock->count = 1;
   bl_lock_release(c->lock);
   int notified = 0;
   for (;;) {
-    if (__atomic_load_n(&c->seq, __ATOMIC_ACQUIRE) != seq) {
+    if (__atomic_load_n(&c->sh->seq, __ATOMIC_ACQUIRE) != seq) {
       notified = 1;
       break;
     }
     int64_t rem = bl__remaining(dl);
     if (rem == 0) break;
-    bl__futex_wait(&c->seq, seq, rem);
+    bl__futex_wait(&c->sh->seq, seq, rem);
   }
-  __atomic_sub_fetch(&c->waiters, 1, __ATOMIC_SEQ_CST);
+  __atomic_sub_fetch(&c->sh->waiters, 1, __ATOMIC_SEQ_CST);
   int rc = bl_lock_acquire(c->lock, -1);
   if (!BL_ACQUIRED(rc)) return rc;
   c->lock->count = depth;
@@ -481,9 +606,9 @@ static int cond_notify(bl_condition_t *c, int n) {
   BL_VALIDATE(c != NULL, -EINVAL);
   if (!bl_lock_is_mine(c->lock)) return BL_ESTATE;
   if (n <= 0) return 0;
-  if (__atomic_load_n(&c->waiters, __ATOMIC_SEQ_CST) == 0) return 0;
-  __atomic_add_fetch(&c->seq, 1, __ATOMIC_SEQ_CST);
-  bl__futex_wake(&c->seq, n);
+  if (__atomic_load_n(&c->sh->waiters, __ATOMIC_SEQ_CST) == 0) return 0;
+  __atomic_add_fetch(&c->sh->seq, 1, __ATOMIC_SEQ_CST);
+  bl__futex_wake(&c->sh->seq, n);
   return 0;
 }
 
@@ -504,28 +629,42 @@ typedef struct bar_state {
   uint64_t in[BAR_SLOTS]; /* processes inside wait(), for death detection */
 } bar_state_t;
 
-struct bl_barrier {
+/* Shared: no pointers. */
+typedef struct bar_shared {
   bl__robust_t r;
   uint32_t seq;
   int32_t parties;
+  bar_state_t st, saved;
+} bar_shared_t;
+
+/* This process's view. The action is a function of this program image, so
+ * it stays here: a spawn child has it at another address (or not at all,
+ * bl_barrier_attach). */
+struct bl_barrier {
+  bar_shared_t *sh;
   bl_barrier_action_fn action;
   void *arg;
-  bar_state_t st, saved;
 };
 
 int bl_barrier_new(bl_barrier_t **out, int parties, bl_barrier_action_fn action,
                    void *arg) {
   BL_VALIDATE(out != NULL, -EINVAL);
   BL_VALIDATE(parties >= 1, -EINVAL);
+  bl_barrier_t *b = calloc(1, sizeof *b);
+  if (!b) return -ENOMEM;
   int rc;
-  bl_barrier_t *b = obj_map(sizeof *b, &rc);
-  if (!b) return rc;
-  rc = bl__robust_init(&b->r);
-  if (rc) {
-    obj_unmap(b, sizeof *b);
+  b->sh = obj_map(sizeof *b->sh, BL_HANDLE_BARRIER, &rc);
+  if (!b->sh) {
+    free(b);
     return rc;
   }
-  b->parties = parties;
+  rc = bl__robust_init(&b->sh->r);
+  if (rc) {
+    obj_unmap(b->sh, sizeof *b->sh);
+    free(b);
+    return rc;
+  }
+  b->sh->parties = parties;
   b->action = action;
   b->arg = arg;
   *out = b;
@@ -534,29 +673,56 @@ int bl_barrier_new(bl_barrier_t **out, int parties, bl_barrier_action_fn action,
 
 void bl_barrier_free(bl_barrier_t **b) {
   if (!b || !*b) return;
-  obj_unmap(*b, sizeof **b);
+  obj_unmap((*b)->sh, sizeof *(*b)->sh);
+  free(*b);
   *b = NULL;
 }
 
+int bl__barrier_export(const void *obj, int *fds) {
+  return obj_export(((const bl_barrier_t *)obj)->sh, BL_HANDLE_BARRIER, fds);
+}
+
+int bl_barrier_attach(bl_barrier_t **out, size_t index,
+                      bl_barrier_action_fn action, void *arg) {
+  BL_VALIDATE(out != NULL, -EINVAL);
+  *out = NULL;
+  bl_barrier_t *b = calloc(1, sizeof *b);
+  if (!b) return -ENOMEM;
+  int rc;
+  b->sh = obj_attach(index, BL_HANDLE_BARRIER, sizeof *b->sh, &rc);
+  if (!b->sh || b->sh->parties < 1) {
+    if (b->sh) {
+      obj_unmap(b->sh, sizeof *b->sh);
+      rc = -EINVAL;
+    }
+    free(b);
+    return rc;
+  }
+  b->action = action;
+  b->arg = arg;
+  *out = b;
+  return 0;
+}
+
 static int bar_lock(bl_barrier_t *b) {
-  int rc = bl__robust_lock(&b->r, &b->st, &b->saved, sizeof b->st);
+  int rc = bl__robust_lock(&b->sh->r, &b->sh->st, &b->sh->saved, sizeof b->sh->st);
   return rc < 0 ? rc : 0;
 }
 static void bar_begin(bl_barrier_t *b) {
-  bl__robust_begin(&b->r, &b->st, &b->saved, sizeof b->st);
+  bl__robust_begin(&b->sh->r, &b->sh->st, &b->sh->saved, sizeof b->sh->st);
 }
 /* Under the mutex and inside a journal: state changed, wake everybody. */
 static void bar_notify(bl_barrier_t *b) {
-  __atomic_add_fetch(&b->seq, 1, __ATOMIC_RELEASE);
-  bl__futex_wake(&b->seq, INT_MAX);
+  __atomic_add_fetch(&b->sh->seq, 1, __ATOMIC_RELEASE);
+  bl__futex_wake(&b->sh->seq, INT_MAX);
 }
 
 /* Sleep one slice (or until deadline) with the mutex released. 0 when woken
  * or -ETIMEDOUT; re-locks before returning. */
 static int bar_sleep(bl_barrier_t *b, uint64_t dl) {
-  uint32_t seq = __atomic_load_n(&b->seq, __ATOMIC_ACQUIRE);
-  bl__robust_unlock(&b->r);
-  int r = bl__futex_wait(&b->seq, seq, bl__slice(dl));
+  uint32_t seq = __atomic_load_n(&b->sh->seq, __ATOMIC_ACQUIRE);
+  bl__robust_unlock(&b->sh->r);
+  int r = bl__futex_wait(&b->sh->seq, seq, bl__slice(dl));
   int rc = bar_lock(b);
   return rc ? rc : r;
 }
@@ -565,32 +731,32 @@ static int bar_sleep(bl_barrier_t *b, uint64_t dl) {
  * and the cycle can never complete. Break the barrier and drop it. */
 static void bar_reap(bl_barrier_t *b) {
   for (int i = 0; i < BAR_SLOTS; i++) {
-    if (!b->st.in[i] || bl__who_alive(b->st.in[i])) continue;
+    if (!b->sh->st.in[i] || bl__who_alive(b->sh->st.in[i])) continue;
     bar_begin(b);
-    b->st.in[i] = 0;
-    b->st.count--;
+    b->sh->st.in[i] = 0;
+    b->sh->st.count--;
     /* Dying while the cycle fills (or in the action) breaks it; dying on
      * the way out of a completed cycle only ends that party's exit. */
-    if (b->st.state == BAR_FILLING || b->st.state == BAR_ACTION)
-      b->st.state = BAR_BROKEN;
-    else if (b->st.count == 0 &&
-             (b->st.state == BAR_DRAINING || b->st.state == BAR_RESETTING))
-      b->st.state = BAR_FILLING;
+    if (b->sh->st.state == BAR_FILLING || b->sh->st.state == BAR_ACTION)
+      b->sh->st.state = BAR_BROKEN;
+    else if (b->sh->st.count == 0 &&
+             (b->sh->st.state == BAR_DRAINING || b->sh->st.state == BAR_RESETTING))
+      b->sh->st.state = BAR_FILLING;
     bar_notify(b);
-    bl__robust_end(&b->r);
+    bl__robust_end(&b->sh->r);
   }
 }
 
 static void bar_exit(bl_barrier_t *b, int slot) {
   bar_begin(b);
-  if (slot >= 0) b->st.in[slot] = 0;
-  b->st.count--;
-  if (b->st.count == 0 &&
-      (b->st.state == BAR_RESETTING || b->st.state == BAR_DRAINING)) {
-    b->st.state = BAR_FILLING;
+  if (slot >= 0) b->sh->st.in[slot] = 0;
+  b->sh->st.count--;
+  if (b->sh->st.count == 0 &&
+      (b->sh->st.state == BAR_RESETTING || b->sh->st.state == BAR_DRAINING)) {
+    b->sh->st.state = BAR_FILLING;
     bar_notify(b);
   }
-  bl__robust_end(&b->r);
+  bl__robust_end(&b->sh->r);
 }
 
 int bl_barrier_wait(bl_barrier_t *b, int timeout_ms) {
@@ -599,97 +765,97 @@ int bl_barrier_wait(bl_barrier_t *b, int timeout_ms) {
   int rc = bar_lock(b);
   if (rc) return rc;
   /* Wait while a previous cycle drains or resets (as threading.Barrier). */
-  while (b->st.state == BAR_DRAINING || b->st.state == BAR_RESETTING ||
-         b->st.state == BAR_ACTION) {
+  while (b->sh->st.state == BAR_DRAINING || b->sh->st.state == BAR_RESETTING ||
+         b->sh->st.state == BAR_ACTION) {
     rc = bar_sleep(b, BL__FOREVER);
     if (rc < 0 && rc != -ETIMEDOUT && rc != -EINTR) return rc;
     if (rc == -ETIMEDOUT) bar_reap(b);
   }
-  if (b->st.state < 0) {
-    bl__robust_unlock(&b->r);
+  if (b->sh->st.state < 0) {
+    bl__robust_unlock(&b->sh->r);
     return BL_EBROKENBARRIER;
   }
   bar_begin(b);
-  int index = b->st.count++;
+  int index = b->sh->st.count++;
   int slot = -1;
   for (int i = 0; i < BAR_SLOTS && slot < 0; i++)
-    if (!b->st.in[i]) slot = i;
-  if (slot >= 0) b->st.in[slot] = bl__self_process();
-  bl__robust_end(&b->r);
+    if (!b->sh->st.in[i]) slot = i;
+  if (slot >= 0) b->sh->st.in[slot] = bl__self_process();
+  bl__robust_end(&b->sh->r);
   int result = index;
-  if (index + 1 == b->parties) {
+  if (index + 1 == b->sh->parties) {
     if (b->action) {
       bar_begin(b);
-      b->st.state = BAR_ACTION;
-      bl__robust_end(&b->r);
+      b->sh->st.state = BAR_ACTION;
+      bl__robust_end(&b->sh->r);
       /* Run the action without the mutex: it may block for long. */
-      bl__robust_unlock(&b->r);
+      bl__robust_unlock(&b->sh->r);
       int arc = b->action(b->arg);
       rc = bar_lock(b);
       if (rc) return rc;
       bar_begin(b);
-      if (b->st.state == BAR_ACTION) b->st.state = arc ? BAR_BROKEN : BAR_DRAINING;
+      if (b->sh->st.state == BAR_ACTION) b->sh->st.state = arc ? BAR_BROKEN : BAR_DRAINING;
       if (arc) result = BL_EBROKENBARRIER;
       bar_notify(b);
-      bl__robust_end(&b->r);
+      bl__robust_end(&b->sh->r);
     } else {
       bar_begin(b);
-      b->st.state = BAR_DRAINING;
+      b->sh->st.state = BAR_DRAINING;
       bar_notify(b);
-      bl__robust_end(&b->r);
+      bl__robust_end(&b->sh->r);
     }
-    if (b->st.state < 0) result = BL_EBROKENBARRIER;
+    if (b->sh->st.state < 0) result = BL_EBROKENBARRIER;
   } else {
-    while (b->st.state == BAR_FILLING || b->st.state == BAR_ACTION) {
+    while (b->sh->st.state == BAR_FILLING || b->sh->st.state == BAR_ACTION) {
       if (bl__remaining(dl) == 0) {
         bar_begin(b);
-        b->st.state = BAR_BROKEN;
+        b->sh->st.state = BAR_BROKEN;
         bar_notify(b);
-        bl__robust_end(&b->r);
+        bl__robust_end(&b->sh->r);
         break;
       }
       rc = bar_sleep(b, dl);
       if (rc < 0 && rc != -ETIMEDOUT && rc != -EINTR) return rc;
       if (rc == -ETIMEDOUT) bar_reap(b);
     }
-    if (b->st.state < 0) result = BL_EBROKENBARRIER;
+    if (b->sh->st.state < 0) result = BL_EBROKENBARRIER;
   }
   bar_exit(b, slot);
-  bl__robust_unlock(&b->r);
+  bl__robust_unlock(&b->sh->r);
   return result;
 }
 
 void bl_barrier_abort(bl_barrier_t *b) {
   if (NEVER(!b) || bar_lock(b)) return;
   bar_begin(b);
-  b->st.state = BAR_BROKEN;
+  b->sh->st.state = BAR_BROKEN;
   bar_notify(b);
-  bl__robust_end(&b->r);
-  bl__robust_unlock(&b->r);
+  bl__robust_end(&b->sh->r);
+  bl__robust_unlock(&b->sh->r);
 }
 
 void bl_barrier_reset(bl_barrier_t *b) {
   if (NEVER(!b) || bar_lock(b)) return;
   bar_begin(b);
-  if (b->st.count > 0) {
-    if (b->st.state == BAR_FILLING || b->st.state == BAR_BROKEN)
-      b->st.state = BAR_RESETTING;
+  if (b->sh->st.count > 0) {
+    if (b->sh->st.state == BAR_FILLING || b->sh->st.state == BAR_BROKEN)
+      b->sh->st.state = BAR_RESETTING;
   } else {
-    b->st.state = BAR_FILLING;
+    b->sh->st.state = BAR_FILLING;
   }
   bar_notify(b);
-  bl__robust_end(&b->r);
-  bl__robust_unlock(&b->r);
+  bl__robust_end(&b->sh->r);
+  bl__robust_unlock(&b->sh->r);
 }
 
-int bl_barrier_parties(const bl_barrier_t *b) { return b ? b->parties : 0; }
+int bl_barrier_parties(const bl_barrier_t *b) { return b ? b->sh->parties : 0; }
 
 int bl_barrier_n_waiting(bl_barrier_t *b) {
   BL_VALIDATE(b != NULL, -EINVAL);
   int rc = bar_lock(b);
   if (rc) return rc;
-  int n = b->st.state == BAR_FILLING ? b->st.count : 0;
-  bl__robust_unlock(&b->r);
+  int n = b->sh->st.state == BAR_FILLING ? b->sh->st.count : 0;
+  bl__robust_unlock(&b->sh->r);
   return n;
 }
 
@@ -697,7 +863,7 @@ int bl_barrier_broken(bl_barrier_t *b) {
   BL_VALIDATE(b != NULL, -EINVAL);
   int rc = bar_lock(b);
   if (rc) return rc;
-  int br = b->st.state == BAR_BROKEN;
-  bl__robust_unlock(&b->r);
+  int br = b->sh->st.state == BAR_BROKEN;
+  bl__robust_unlock(&b->sh->r);
   return br;
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "handle.h"
 #include "internal.h"
 #include "poolint.h"
 #include "startmethod.h"
@@ -267,6 +268,8 @@ int bl__pool_worker_target(const void *arg, size_t len) {
   static struct bl__worker_cfg cfg;
   static char init[BL_TASK_NAME_MAX + 1];
   struct bl__worker_boot wb;
+  /* Its boot fds are its pipes and page, not Process handles. */
+  bl__handles_set(NULL, 0);
   if (len < sizeof wb) return 1;
   memcpy(&wb, arg, sizeof wb);
   const char *p = (const char *)arg + sizeof wb;

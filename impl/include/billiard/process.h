@@ -53,6 +53,43 @@ BL_API void bl_process_options_init(bl_process_options_t *o);
 BL_API int bl_process_new(bl_process_t **p, const char *target, const void *arg,
                           size_t len, const bl_process_options_t *o);
 
+/* ---- handing shared objects to the child ----
+ * The C analogue of passing a Queue or Lock in a billiard Process's args:
+ * name the objects before start, and the child maps each one anew from
+ * the fds it receives, whatever the start method (fork included: the same
+ * code runs in every child). Nothing is shared by address. The child gets
+ * an object back with the attach function of its kind, by index:
+ * bl_queue_attach(), bl_lock_attach(), bl_semaphore_attach(),
+ * bl_event_attach(), bl_condition_attach(), bl_barrier_attach(),
+ * bl_value_attach(). See docs/sync.md. */
+typedef enum bl_handle_kind {
+  BL_HANDLE_QUEUE = 1,     /* bl_queue_t: Queue, JoinableQueue, SimpleQueue */
+  BL_HANDLE_LOCK = 2,      /* bl_lock_t made by bl_lock_new/bl_rlock_new */
+  BL_HANDLE_SEMAPHORE = 3, /* bl_semaphore_t (bounded or not) */
+  BL_HANDLE_EVENT = 4,     /* bl_event_t */
+  BL_HANDLE_CONDITION = 5, /* bl_condition_t */
+  BL_HANDLE_BARRIER = 6,   /* bl_barrier_t (the action is not passed) */
+  BL_HANDLE_VALUE = 7      /* bl_value_t: Value, Array, RawValue, RawArray */
+} bl_handle_kind_t;
+
+/* Pass obj (of kind) to p's child; before bl_process_start. Returns the
+ * object's index in the child's handle table (0, 1, ... in call order), or:
+ * -EINVAL (NULL, unknown kind, or obj not a shareable object of that kind,
+ * e.g. the lock inside a Value or Condition: pass the owner instead),
+ * BL_ECLOSED (a closed queue), BL_ESTATE (already started), -E2BIG (more
+ * than 32 handles), -errno. A Value or Condition made with a borrowed lock
+ * takes two indices: the lock follows it (and can be attached on its own).
+ * p holds its own reference to each object's memory until start succeeds
+ * (the caller may free obj meanwhile). */
+BL_API int bl_process_add_handle(bl_process_t *p, bl_handle_kind_t kind,
+                                 const void *obj);
+
+/* In a child: how many handles it was given (0 in a process not started
+ * by bl_process_start), and the kind at index: bl_handle_kind_t, or -ERANGE
+ * (no such index). */
+BL_API int bl_process_handle_count(void);
+BL_API int bl_process_handle_kind(size_t index);
+
 /* Fork the child. Returns only after the child has found its target, so
  * a failure in the child (BL_ENOTFOUND for an unregistered name) or while
  * starting (fork, pipe, pidfd: -errno) is returned here; the process is

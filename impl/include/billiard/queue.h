@@ -1,8 +1,9 @@
 /* queue.h: Queue, JoinableQueue and SimpleQueue between processes
  * (billiard.queues).
  *
- * A queue is a byte ring in shared memory. Create it before fork(); every
- * child created afterwards shares it. Items are byte strings of any length
+ * A queue is a byte ring in shared memory. A fork child created afterwards
+ * shares it by address; a child of any start method (spawn and forkserver
+ * included) gets it with bl_process_add_handle() + bl_queue_attach(). Items are byte strings of any length
  * (0 included); an item is delivered whole to exactly one getter or not at
  * all, never torn or interleaved with another producer's.
  *
@@ -81,6 +82,12 @@ BL_API int bl_queue_join(bl_queue_t *q, int timeout_ms);
 
 /* Unmap in this process (also closes). NULLs *q. */
 BL_API void bl_queue_free(bl_queue_t **q);
+
+/* In a child given the queue with bl_process_add_handle (<billiard/
+ * process.h>): map it here as *out (any start method; free it with
+ * bl_queue_free, or bl_simple_queue_free for a SimpleQueue). 0; -ERANGE
+ * (no handle at index); -EINVAL (that handle is not a queue); -errno. */
+BL_API int bl_queue_attach(bl_queue_t **out, size_t index);
 
 /* ---- SimpleQueue: put/get block without timeout; empty(); close(). ---- */
 typedef struct bl_queue bl_simple_queue_t;

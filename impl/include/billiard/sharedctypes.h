@@ -7,9 +7,10 @@
  * 'd' double, 'u' wchar_t. Memory is zeroed. Integer stores wrap silently
  * like ctypes (Value('b') set to 200 reads back -56).
  *
- * A Value is an Array of length 1: one type serves both. Create before
- * fork(); children created afterwards share it. bl_value_free() unmaps it in
- * the calling process; the memory is released when the last process that
+ * A Value is an Array of length 1: one type serves both. A fork child
+ * created afterwards shares it by address; a child of any start method gets
+ * it with bl_process_add_handle() (<billiard/process.h>) and
+ * bl_value_attach(). bl_value_free() unmaps it in the calling process; the memory is released when the last process that
  * maps it frees it or exits (no name ever appears in /dev/shm). */
 #ifndef BILLIARD_SHAREDCTYPES_H
 #define BILLIARD_SHAREDCTYPES_H
@@ -47,6 +48,10 @@ BL_API int bl_array_new(bl_value_t **out, char typecode, size_t n,
 BL_API int bl_raw_value_new(bl_value_t **out, char typecode);
 BL_API int bl_raw_array_new(bl_value_t **out, char typecode, size_t n);
 BL_API void bl_value_free(bl_value_t **v);
+/* In a child given the value with bl_process_add_handle(): map it here,
+ * with its lock (its own RLock, or the borrowed lock passed as the next
+ * handle). 0; -ERANGE (no handle at index); -EINVAL (not a value); -errno. */
+BL_API int bl_value_attach(bl_value_t **out, size_t index);
 
 /* The lock (get_lock()), or NULL for a raw object. */
 BL_API bl_lock_t *bl_value_get_lock(bl_value_t *v);

@@ -1,10 +1,14 @@
 /* synchronize.h: process-shared Lock, RLock, Semaphore, BoundedSemaphore,
  * Event, Condition and Barrier (billiard.synchronize).
  *
- * Every object lives in its own MAP_SHARED memory: create it before fork()
- * and every child created afterwards shares it. *_free() unmaps it in the
- * calling process only; the memory goes away when the last process that
- * maps it frees it or exits. Timeouts are in milliseconds on the monotonic
+ * Every object lives in its own MAP_SHARED memory (a memfd, kept open by
+ * each process that maps it). A fork child created afterwards shares it by
+ * address; a child of any start method gets it with bl_process_add_handle()
+ * (<billiard/process.h>) and the *_attach() function of its kind, which
+ * maps it anew. *_attach() returns 0, -ERANGE (no handle at that index),
+ * -EINVAL (the handle is another kind) or -errno. *_free() unmaps it in
+ * the calling process only; the memory goes away when the last process
+ * that maps it frees it or exits. Timeouts are in milliseconds on the monotonic
  * clock: < 0 waits forever, 0 does not block.
  *
  * Acquire results: 0 = acquired; BL_EOWNERDEAD = acquired, but the previous
@@ -43,6 +47,8 @@ BL_API int bl_lock_is_mine(const bl_lock_t *l);
 BL_API int bl_lock_count(const bl_lock_t *l);
 BL_API int bl_lock_is_recursive(const bl_lock_t *l);
 BL_API void bl_lock_free(bl_lock_t **l);
+/* A Lock/RLock handed to this process: see the top of this file. */
+BL_API int bl_lock_attach(bl_lock_t **out, size_t index);
 
 /* ---- Semaphore and BoundedSemaphore ----
  * Units taken by a process that dies without releasing them return to the
@@ -60,6 +66,7 @@ BL_API int bl_semaphore_release(bl_semaphore_t *s);
 /* Current count (>= 0), or a negative error. */
 BL_API int bl_semaphore_value(bl_semaphore_t *s);
 BL_API void bl_semaphore_free(bl_semaphore_t **s);
+BL_API int bl_semaphore_attach(bl_semaphore_t **out, size_t index);
 
 /* ---- Event ---- */
 typedef struct bl_event bl_event_t;
@@ -71,10 +78,13 @@ BL_API int bl_event_is_set(const bl_event_t *e);
 /* 1 when set, 0 on timeout (billiard's True/False). */
 BL_API int bl_event_wait(bl_event_t *e, int timeout_ms);
 BL_API void bl_event_free(bl_event_t **e);
+BL_API int bl_event_attach(bl_event_t **out, size_t index);
 
 /* ---- Condition ----
- * lock NULL: the condition makes and owns an RLock (billiard's default).
- * Otherwise lock is borrowed and must outlive the condition. */
+ * lock NULL: the condition makes and owns an RLock (billiard's default),
+ * which lives in the condition's memory (not passable on its own).
+ * Otherwise lock is borrowed and must outlive the condition; handed to a
+ * child, the borrowed lock travels along as the next handle. */
 typedef struct bl_condition bl_condition_t;
 typedef int (*bl_predicate_fn)(void *arg);
 
@@ -96,6 +106,7 @@ BL_API int bl_condition_wait_for(bl_condition_t *c, bl_predicate_fn pred,
 BL_API int bl_condition_notify(bl_condition_t *c, int n);
 BL_API int bl_condition_notify_all(bl_condition_t *c);
 BL_API void bl_condition_free(bl_condition_t **c);
+BL_API int bl_condition_attach(bl_condition_t **out, size_t index);
 
 /* ---- Barrier ----
  * action (may be NULL) runs once per cycle in the last process to arrive,
@@ -103,8 +114,10 @@ BL_API void bl_condition_free(bl_condition_t **c);
 typedef struct bl_barrier bl_barrier_t;
 typedef int (*bl_barrier_action_fn)(void *arg);
 
-/* parties < 1 → -EINVAL. The action pointer must be valid in every process
- * that waits (true for fork children). */
+/* parties < 1 → -EINVAL. The action belongs to this process's view: a
+ * child that attaches the barrier names its own (or NULL); whichever
+ * process arrives last runs the action it has (fork children inherit the
+ * creator's view, action included). */
 BL_API int bl_barrier_new(bl_barrier_t **out, int parties,
                           bl_barrier_action_fn action, void *arg);
 /* Arrival index 0..parties-1, or BL_EBROKENBARRIER (broken, aborted, reset
@@ -116,6 +129,8 @@ BL_API int bl_barrier_parties(const bl_barrier_t *b);
 BL_API int bl_barrier_n_waiting(bl_barrier_t *b);
 BL_API int bl_barrier_broken(bl_barrier_t *b);
 BL_API void bl_barrier_free(bl_barrier_t **b);
+BL_API int bl_barrier_attach(bl_barrier_t **out, size_t index,
+                             bl_barrier_action_fn action, void *arg);
 
 #ifdef __cplusplus
 }
