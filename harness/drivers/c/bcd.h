@@ -156,6 +156,11 @@ int bcd_register_tasks(void);
 int bcd_target_self_contained(const char *name); /* runs under spawn/forkserver */
 int bcd_register_sync_targets(void);   /* ops_sync.c */
 int bcd_register_manager_targets(void); /* ops_manager.c */
+/* ops_sync.c: targets that get their objects as process handles (every
+ * start method); plan their indices into args, then hand them to p. */
+int bcd_sync_takes_handles(const char *target);
+void bcd_sync_plan(json_t *args);
+int bcd_sync_share(bl_process_t *p, const json_t *args);
 json_t *bcd_task_names(void);
 
 /* ---- misc (ops_misc.c) ---- */

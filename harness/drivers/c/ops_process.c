@@ -1,8 +1,9 @@
 /* ops_process.c: process.* and pipe/conn.* ops.
  *
- * Process targets receive their `args` as JSON text; handle names in them
- * (conn, queue, lock, ...) are resolved in the child through the handle
- * table it inherited with fork. */
+ * Process targets receive their `args` as JSON text. Queues, locks,
+ * events, values and barriers named in them are handed to the child as
+ * process handles (every start method, ops_sync.c); a conn is resolved in
+ * the child through the handle table it inherited with fork. */
 #include "bcd.h"
 
 #include <errno.h>
@@ -42,20 +43,32 @@ static json_t *op_start(json_t *a, bcd_err_t *e) {
   bl_process_options_t o;
   bl_process_options_init(&o);
   /* spawn/forkserver children are fresh images without the handle table:
-   * only self-contained targets can run there (tasks.c). */
+   * only self-contained targets (tasks.c) and those that get their objects
+   * as process handles (ops_sync.c) can run there. */
   o.start_method = bcd_str(a, "start_method");
+  int shares = bcd_sync_takes_handles(target);
   if (o.start_method && strcmp(o.start_method, "fork") != 0 &&
-      !bcd_target_self_contained(target)) {
+      !bcd_target_self_contained(target) && !shares) {
     free(name);
     return bcd_unsupported(e, "target %s needs inherited handles: fork only",
                            target);
   }
   o.name = bcd_str(a, "name");
   o.daemon = bcd_bool(a, "daemon", 0);
-  char *arg = bcd_dump(json_object_get(a, "args"));
+  json_t *args = json_object_get(a, "args");
+  args = json_is_object(args) ? json_deep_copy(args) : json_incref(args);
+  if (shares && json_is_object(args))
+    bcd_sync_plan(args);
+  char *arg = bcd_dump(args);
   proc_rec_t *r = calloc(1, sizeof *r);
   int rc = r ? bl_process_new(&r->p, target, arg, strlen(arg), &o) : -ENOMEM;
   free(arg);
+  if (rc == 0 && shares && json_is_object(args)) {
+    rc = bcd_sync_share(r->p, args);
+    if (rc != 0)
+      bl_process_free(&r->p);
+  }
+  json_decref(args);
   if (rc == 0) {
     rc = bl_process_start(r->p);
     if (rc != 0)

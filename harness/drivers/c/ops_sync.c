@@ -2,8 +2,10 @@
  * array.* ops, and the process targets that use those objects.
  *
  * Queue items are the JSON text of the value put. Every object is created
- * by the driver before the processes that share it are forked; a target
- * finds it by handle name in the table its child inherited. */
+ * by the driver before the processes that share it start. process.start
+ * hands the objects a target names to the child (bl_process_add_handle,
+ * bcd_sync_share) and tells it their indices in args "_handles"; the
+ * target attaches them, the same code under fork, spawn and forkserver. */
 #include "bcd.h"
 
 #include <errno.h>
@@ -642,9 +644,136 @@ static void nap_ms(int ms) {
   }
 }
 
+/* ---- handing objects to a process ---- */
+
+static const struct {
+  const char *key;
+  bcd_kind_t kind;
+} share_keys[] = {{"queue", BCD_QUEUE}, {"lock", BCD_LOCK}, {"event", BCD_EVENT},
+                  {"value", BCD_VALUE}, {"barrier", BCD_BARRIER}};
+
+int bcd_sync_takes_handles(const char *target) {
+  static const char *const names[] = {"queue_put", "queue_get", "lock_hold",
+                                      "lock_hold_die", "event_wait", "value_add",
+                                      "barrier_wait"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(names[i], target) == 0)
+      return 1;
+  return 0;
+}
+
+/* The object behind one driver record, as a handle kind + pointer. */
+static int share_obj(bcd_kind_t kind, void *o, bl_handle_kind_t *hk,
+                     const void **obj, int *timeout_ms) {
+  *timeout_ms = -1;
+  switch (kind) {
+  case BCD_QUEUE:
+    *hk = BL_HANDLE_QUEUE;
+    *obj = ((queue_rec_t *)o)->q;
+    return 0;
+  case BCD_LOCK: {
+    lock_rec_t *r = o;
+    *hk = r->sem ? BL_HANDLE_SEMAPHORE : BL_HANDLE_LOCK;
+    *obj = r->sem ? (const void *)r->s : (const void *)r->l;
+    return 0;
+  }
+  case BCD_EVENT:
+    *hk = BL_HANDLE_EVENT;
+    *obj = o;
+    return 0;
+  case BCD_VALUE:
+    *hk = BL_HANDLE_VALUE;
+    *obj = o;
+    return 0;
+  case BCD_BARRIER:
+    *hk = BL_HANDLE_BARRIER;
+    *obj = ((barrier_rec_t *)o)->b;
+    *timeout_ms = ((barrier_rec_t *)o)->timeout_ms;
+    return 0;
+  default:
+    return -EINVAL;
+  }
+}
+
+/* Record in args (an object) which handle index each named object will
+ * have: each record is one handle (none borrows a lock), in key order. */
+void bcd_sync_plan(json_t *args) {
+  json_t *idx = json_object();
+  int next = 0;
+  for (size_t i = 0; i < sizeof share_keys / sizeof share_keys[0]; i++) {
+    void *o = bcd_find(bcd_str(args, share_keys[i].key), share_keys[i].kind);
+    bl_handle_kind_t hk;
+    const void *obj;
+    int t;
+    if (o == NULL || share_obj(share_keys[i].kind, o, &hk, &obj, &t) != 0)
+      continue;
+    json_object_set_new(idx, share_keys[i].key,
+                        json_pack("{s:i,s:i}", "i", next++, "t", t));
+  }
+  json_object_set_new(args, "_handles", idx);
+}
+
+/* Hand p the objects planned in args. 0 or the library's error. */
+int bcd_sync_share(bl_process_t *p, const json_t *args) {
+  for (size_t i = 0; i < sizeof share_keys / sizeof share_keys[0]; i++) {
+    json_t *h = json_object_get(json_object_get(args, "_handles"),
+                                share_keys[i].key);
+    if (h == NULL)
+      continue;
+    void *o = bcd_find(bcd_str(args, share_keys[i].key), share_keys[i].kind);
+    bl_handle_kind_t hk;
+    const void *obj;
+    int t;
+    if (o == NULL || share_obj(share_keys[i].kind, o, &hk, &obj, &t) != 0)
+      return -EINVAL;
+    int rc = bl_process_add_handle(p, hk, obj);
+    if (rc < 0)
+      return rc;
+    if (rc != (int)json_integer_value(json_object_get(h, "i")))
+      return -EPROTO;
+  }
+  return 0;
+}
+
+/* In a target: the handle index args give for key, or -1. */
+static int handle_of(const json_t *a, const char *key, int *timeout_ms) {
+  json_t *h = json_object_get(json_object_get(a, "_handles"), key);
+  if (h == NULL)
+    return -1;
+  if (timeout_ms)
+    *timeout_ms = (int)json_integer_value(json_object_get(h, "t"));
+  return (int)json_integer_value(json_object_get(h, "i"));
+}
+
+static queue_rec_t *t_queue(const json_t *a, queue_rec_t *tmp) {
+  int i = handle_of(a, "queue", NULL);
+  if (i < 0)
+    return bcd_find(bcd_str(a, "queue"), BCD_QUEUE);
+  memset(tmp, 0, sizeof *tmp);
+  return bl_queue_attach(&tmp->q, (size_t)i) == 0 ? tmp : NULL;
+}
+
+static lock_rec_t *t_lock(const json_t *a, lock_rec_t *tmp) {
+  int i = handle_of(a, "lock", NULL);
+  if (i < 0)
+    return bcd_find(bcd_str(a, "lock"), BCD_LOCK);
+  memset(tmp, 0, sizeof *tmp);
+  tmp->sem = bl_process_handle_kind((size_t)i) == BL_HANDLE_SEMAPHORE;
+  int rc = tmp->sem ? bl_semaphore_attach(&tmp->s, (size_t)i)
+                    : bl_lock_attach(&tmp->l, (size_t)i);
+  return rc == 0 ? tmp : NULL;
+}
+
+static void t_lock_free(lock_rec_t *r, lock_rec_t *tmp) {
+  if (r == tmp) {
+    bl_lock_free(&tmp->l);
+    bl_semaphore_free(&tmp->s);
+  }
+}
+
 static int p_queue_put(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  queue_rec_t *r = bcd_find(bcd_str(a, "queue"), BCD_QUEUE);
+  queue_rec_t tmp, *r = t_queue(a, &tmp);
   json_t *vals = json_copy(json_object_get(a, "values"));
   if (vals == NULL)
     vals = json_array();
@@ -662,12 +791,14 @@ static int p_queue_put(const void *arg, size_t len) {
   }
   json_decref(vals);
   json_decref(a);
+  if (r == &tmp)
+    bl_queue_free(&tmp.q);
   return rc ? 1 : 0;
 }
 
 static int p_queue_get(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  queue_rec_t *r = bcd_find(bcd_str(a, "queue"), BCD_QUEUE);
+  queue_rec_t tmp, *r = t_queue(a, &tmp);
   long count = (long)bcd_num(a, "count", 1);
   /* sha256: every item must be a string with that digest (else exit 3). */
   char want[65] = "";
@@ -676,11 +807,14 @@ static int p_queue_get(const void *arg, size_t len) {
   json_decref(a);
   if (r == NULL)
     return 2;
-  for (long i = 0; i < count; i++) {
+  int rc = 0;
+  for (long i = 0; i < count && rc == 0; i++) {
     void *buf;
     size_t n;
-    if (bl_queue_get(r->q, &buf, &n, -1) != 0)
-      return 1;
+    if (bl_queue_get(r->q, &buf, &n, -1) != 0) {
+      rc = 1;
+      break;
+    }
     json_t *v = want[0] ? bcd_parse(buf, n) : NULL;
     free(buf);
     if (want[0]) {
@@ -688,76 +822,117 @@ static int p_queue_get(const void *arg, size_t len) {
       if (json_is_string(v))
         bcd_sha256_hex(json_string_value(v), json_string_length(v), hex);
       json_decref(v);
-      if (strcmp(hex, want) != 0)
-        return 3;
+      if (strcmp(hex, want) != 0) {
+        rc = 3;
+        break;
+      }
     }
   }
-  return 0;
+  if (r == &tmp)
+    bl_queue_free(&tmp.q);
+  return rc;
 }
 
 static int p_lock_hold(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  lock_rec_t *r = bcd_find(bcd_str(a, "lock"), BCD_LOCK);
+  lock_rec_t tmp, *r = t_lock(a, &tmp);
   int ms = bcd_ms(bcd_num(a, "seconds", 0));
   json_decref(a);
   if (r == NULL)
     return 2;
-  if (!BL_ACQUIRED(lock_acquire(r, -1)))
-    return 1;
-  nap_ms(ms);
-  return lock_release(r) == 0 ? 0 : 1;
+  int rc = 1;
+  if (BL_ACQUIRED(lock_acquire(r, -1))) {
+    nap_ms(ms);
+    rc = lock_release(r) == 0 ? 0 : 1;
+  }
+  t_lock_free(r, &tmp);
+  return rc;
 }
 
 static int p_lock_hold_die(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  lock_rec_t *r = bcd_find(bcd_str(a, "lock"), BCD_LOCK);
+  lock_rec_t tmp, *r = t_lock(a, &tmp);
   json_decref(a);
   if (r == NULL)
     return 2;
-  if (!BL_ACQUIRED(lock_acquire(r, -1)))
+  if (!BL_ACQUIRED(lock_acquire(r, -1))) {
+    t_lock_free(r, &tmp);
     return 1;
+  }
   raise(SIGKILL);
   return 3;
 }
 
 static int p_event_wait(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  bl_event_t *ev = bcd_find(bcd_str(a, "event"), BCD_EVENT);
+  int hi = handle_of(a, "event", NULL);
+  bl_event_t *ev = NULL;
+  if (hi < 0)
+    ev = bcd_find(bcd_str(a, "event"), BCD_EVENT);
+  else if (bl_event_attach(&ev, (size_t)hi) != 0)
+    ev = NULL;
   int ms = bcd_timeout_ms(a, "timeout", -1);
   json_decref(a);
   if (ev == NULL)
     return 2;
-  return bl_event_wait(ev, ms) == 1 ? 0 : 1;
+  int rc = bl_event_wait(ev, ms) == 1 ? 0 : 1;
+  if (hi >= 0)
+    bl_event_free(&ev);
+  return rc;
 }
 
 static int p_value_add(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  bl_value_t *v = bcd_find(bcd_str(a, "value"), BCD_VALUE);
+  int hi = handle_of(a, "value", NULL);
+  bl_value_t *v = NULL;
+  if (hi < 0)
+    v = bcd_find(bcd_str(a, "value"), BCD_VALUE);
+  else if (bl_value_attach(&v, (size_t)hi) != 0)
+    v = NULL;
   long n = (long)bcd_num(a, "n", 1);
   json_decref(a);
   if (v == NULL)
     return 2;
   bl_lock_t *l = bl_value_get_lock(v);
-  for (long i = 0; i < n; i++) {
-    if (l && !BL_ACQUIRED(bl_lock_acquire(l, -1)))
-      return 1;
+  int rc = 0;
+  for (long i = 0; i < n && rc == 0; i++) {
+    if (l && !BL_ACQUIRED(bl_lock_acquire(l, -1))) {
+      rc = 1;
+      break;
+    }
     int64_t x = 0;
     bl_value_get_i64(v, 0, &x);
     bl_value_set_i64(v, 0, x + 1);
     if (l)
       bl_lock_release(l);
   }
-  return 0;
+  if (hi >= 0)
+    bl_value_free(&v);
+  return rc;
 }
 
 static int p_barrier_wait(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  barrier_rec_t *r = bcd_find(bcd_str(a, "barrier"), BCD_BARRIER);
+  barrier_rec_t tmp = {NULL, -1}, *r = NULL;
+  int hi = handle_of(a, "barrier", &tmp.timeout_ms);
+  if (hi < 0)
+    r = bcd_find(bcd_str(a, "barrier"), BCD_BARRIER);
+  else if (bl_barrier_attach(&tmp.b, (size_t)hi, NULL, NULL) == 0)
+    r = &tmp;
   int ms = bcd_has(a, "timeout") ? bcd_timeout_ms(a, "timeout", -1) : -2;
   json_decref(a);
   if (r == NULL)
     return 2;
-  return bl_barrier_wait(r->b, ms == -2 ? r->timeout_ms : ms) >= 0 ? 0 : 1;
+  int rc = bl_barrier_wait(r->b, ms == -2 ? r->timeout_ms : ms) >= 0 ? 0 : 1;
+  if (r == &tmp)
+    bl_barrier_free(&tmp.b);
+  return rc;
+}
+
+/* Also from a constructor: a spawn or forkserver child is a fresh image
+ * that never runs main(). Registering the same function twice is a no-op. */
+__attribute__((constructor)) static void register_early(void) {
+  (void)bcd_register_sync_targets();
 }
 
 int bcd_register_sync_targets(void) {
