@@ -136,7 +136,7 @@ void bl__pool_fail_unit(bl_pool_t *p, struct bl__unit *u, int code,
                         const char *type, const char *msg) {
   bl_result_t *r = u->job;
   if (r->kind == BL__JOB_IMAP || r->kind == BL__JOB_IMAPU) {
-    if (r->chcode[u->chunk] == 1) return; /* already ended */
+    if (r->chcode[u->chunk] != 0) return; /* a chunk ends once */
     if (!r->cherr) r->cherr = calloc(r->nchunks, sizeof *r->cherr);
     if (r->cherr)
       bl_error_info_set(&r->cherr[u->chunk], code, type, msg, NULL);
@@ -151,6 +151,10 @@ void bl__pool_fail_unit(bl_pool_t *p, struct bl__unit *u, int code,
 static void on_outcome(bl_pool_t *p, struct bl__unit *u, const bl__pw_hdr_t *h,
                        const uint8_t *body) {
   bl_result_t *r = u->job;
+  /* An imap chunk already failed (terminate() fails the units in the
+   * workers' pipes; their late outcomes may still arrive): it ended. */
+  if ((r->kind == BL__JOB_IMAP || r->kind == BL__JOB_IMAPU) && r->chcode[u->chunk])
+    return;
   if (h->type == BL__PW_FAIL) {
     bl__pw_fail_t f;
     char *type = NULL, *msg = NULL, *tb = NULL;
@@ -1295,6 +1299,13 @@ BL_API void bl_pool_free(bl_pool_t **pool) {
   if (busy) bl_pool_terminate(p);
   else bl_pool_close(p);
   if (!on_sv_thread(p)) bl_pool_join(p, -1);
+  /* join ends when every job is resolved and no worker is alive, which
+   * can leave units of resolved jobs queued (no worker was there to drop
+   * them: a crash loop backing off). Each holds the pool's reference to
+   * its job; failing them again is a no-op for the job itself. */
+  pthread_mutex_lock(&p->mu);
+  bl__pool_fail_queue(p, BL_ETERMINATED, "Pool terminated");
+  pthread_mutex_unlock(&p->mu);
   bl__sv_fini(p);
   free(p->defs);
   free(p->w);

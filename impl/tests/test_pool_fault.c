@@ -6,6 +6,7 @@
 
 #include "helpers.h"
 #include "pool_tasks.h"
+#include "poolint.h"
 
 #ifdef FIU_ENABLE
 #include <fiu-control.h>
@@ -114,4 +115,50 @@ Test(pool_fault, respawn_fork_fails_then_retries) {
   bl_result_free(&r);
   bl_result_free(&q);
   bl_pool_free(&p);
+}
+
+#ifdef FIU_ENABLE
+static atomic_long crash_hits, crash_from;
+static int crash_from_nth(const char *name, int *failnum, void **failinfo,
+                          unsigned *flags) {
+  (void)name, (void)failnum, (void)failinfo, (void)flags;
+  return ++crash_hits >= crash_from; /* counted in each worker, from 0 */
+}
+#endif
+
+/* Every worker dies after accepting its Nth unit: the map job fails, its
+ * other units are dropped, and the pool releases the job even when join
+ * ends while those units still wait for a worker (crash-loop back-off;
+ * docs/reliability.md "Found" 2). */
+Test(pool_fault, map_with_workers_dying_persistently_is_released) {
+#ifdef FIU_ENABLE
+  for (int iter = 0; iter < 32; iter++) {
+    crash_hits = 0;
+    crash_from = 1 + iter % 4;
+    fiu_enable_external("worker/task/after-ack", 1, NULL, 0, crash_from_nth);
+    bl_pool_t *p = t_pool(2, 1);
+    fiu_disable("worker/task/after-ack");
+    cr_assert_not_null(p);
+    int32_t v[24];
+    const void *args[24];
+    size_t lens[24];
+    for (int i = 0; i < 24; i++) v[i] = i, args[i] = &v[i], lens[i] = sizeof v[i];
+    bl_apply_options_t ao;
+    bl_apply_options_init(&ao);
+    ao.chunksize = 3;
+    bl_result_t *r = NULL;
+    cr_assert_eq(bl_pool_map_async(p, "echo", args, lens, 24, &ao, &r), 0);
+    int rc = bl_result_get(r, 30000, NULL, NULL, NULL);
+    cr_expect(rc == BL_EWORKERLOST || rc == BL_ERESTARTFREQ, "rc %d", rc);
+    cr_expect_eq(bl_pool_close(p), 0);
+    rc = bl_pool_join(p, 30000);
+    cr_expect(rc == 0 || rc == BL_ERESTARTFREQ, "join %d", rc);
+    bl_pool_free(&p);
+    cr_expect_eq(atomic_load(&r->refs), 1, "from hit %ld: refs %d", (long)crash_from,
+                 (int)atomic_load(&r->refs));
+    bl_result_free(&r);
+  }
+#else
+  cr_skip_test("fault points need -Dfault_injection=true");
+#endif
 }
