@@ -5,6 +5,7 @@
 
 #include <billiard/errors.h>
 
+#include "fault.h"
 #include "internal.h"
 
 int bl__debug_validate;
@@ -13,6 +14,25 @@ __attribute__((constructor)) static void bl__errors_init(void) {
   const char *e = getenv("BL_DEBUG_VALIDATE");
   bl__debug_validate = e && *e && strcmp(e, "0") != 0;
 }
+
+void bl__validate_failed(const char *file, int line, const char *cond) {
+  if (bl__debug_validate)
+    fprintf(stderr, "libbilliard: %s:%d: check failed: %s\n", file, line, cond);
+}
+
+_Noreturn void bl__never_failed(const char *file, int line, const char *cond) {
+  fprintf(stderr, "libbilliard: %s:%d: impossible condition: %s\n", file, line,
+          cond);
+  abort();
+}
+
+#ifdef FIU_ENABLE
+/* A point armed without failinfo simulates its default errno. */
+int bl__fault_errno(int dflt) {
+  void *fi = fiu_failinfo();
+  return fi ? -(int)(intptr_t)fi : -dflt;
+}
+#endif
 
 struct entry {
   int code;

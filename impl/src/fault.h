@@ -15,11 +15,10 @@
 #include "fiu-local.h"
 
 #ifdef FIU_ENABLE
-/* Evaluates to 0 (no fault) or -errno (simulate that failure). */
-#define BL_FAULT(name, dflt)                                                    \
-  (fiu_fail(name) ? (fiu_failinfo() ? -(int)(intptr_t)fiu_failinfo()           \
-                                    : -(int)(dflt))                             \
-                  : 0)
+/* Evaluates to 0 (no fault) or -errno (simulate that failure). The errno
+ * is chosen out of line (errors.c) so each point adds one branch only. */
+#define BL_FAULT(name, dflt) (fiu_fail(name) ? bl__fault_errno(dflt) : 0)
+int bl__fault_errno(int dflt);
 /* Crash point: the process dies by the signal given as failinfo (SIGKILL
  * by default), to simulate a worker lost at exactly this step. */
 #define BL_FAULT_CRASH(name)                                                    \

@@ -16,14 +16,13 @@
 #define BL__NS_PER_S 1000000000ull
 
 /* Entry-point validation: returns err in every build (tests must see it);
- * debug builds also say where. */
+ * debug builds also say where, out of line, so that each expansion adds
+ * only the branch on cond to the coverage report. */
 #ifndef NDEBUG
 #define BL_VALIDATE(cond, err)                                                  \
   do {                                                                          \
     if (!(cond)) {                                                              \
-      if (bl__debug_validate)                                                   \
-        fprintf(stderr, "libbilliard: %s:%d: check failed: %s\n", __FILE__,    \
-                __LINE__, #cond);                                               \
+      bl__validate_failed(__FILE__, __LINE__, #cond);                           \
       return (err);                                                             \
     }                                                                           \
   } while (0)
@@ -35,23 +34,36 @@
 #endif
 /* Set BL_DEBUG_VALIDATE=1 in the environment to print failed checks. */
 extern int bl__debug_validate;
+void bl__validate_failed(const char *file, int line, const char *cond);
 
-/* SQLite-style coverage markers. testcase(x) notes a boundary that tests
- * must reach; NEVER(x) wraps a defensive check believed unreachable, so a
- * coverage build can tell untested code from impossible code. */
+/* SQLite-style coverage markers (https://sqlite.org/testing.html#coverage).
+ * testcase(x) notes a boundary that tests must reach: in coverage builds it
+ * is a branch of its own, so the report shows whether x was ever true.
+ * NEVER(x) wraps a defensive check believed unreachable, ALWAYS(x) one
+ * believed always true. Coverage builds replace them by constants, so an
+ * impossible branch is not counted as untested; debug builds abort when
+ * the belief is wrong (every test run checks it); release builds keep the
+ * check, marked unlikely. x must have no side effects. Reachable checks
+ * (bad input, a failure a fault point can simulate) must NOT use them. */
 #if defined(BL_COVERAGE)
 #define testcase(x)                                                             \
   do {                                                                          \
     if (x) bl__testcase_hit(__LINE__);                                          \
   } while (0)
-#define NEVER(x) (x)
-#define ALWAYS(x) (x)
+#define NEVER(x) (0)
+#define ALWAYS(x) (1)
 void bl__testcase_hit(int line);
+#elif !defined(NDEBUG)
+#define testcase(x) ((void)0)
+#define NEVER(x) ((x) ? (bl__never_failed(__FILE__, __LINE__, #x), 1) : 0)
+#define ALWAYS(x) ((x) ? 1 : (bl__never_failed(__FILE__, __LINE__, "!(" #x ")"), 0))
 #else
 #define testcase(x) ((void)0)
 #define NEVER(x) __builtin_expect(!!(x), 0)
 #define ALWAYS(x) __builtin_expect(!!(x), 1)
 #endif
+/* Debug builds: a NEVER/ALWAYS belief was wrong; prints where and aborts. */
+_Noreturn void bl__never_failed(const char *file, int line, const char *cond);
 
 /* ---- child.c: the one fork helper and the one way out of a child ---- */
 

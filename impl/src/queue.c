@@ -208,7 +208,7 @@ static int reap_tokens(q_shared_t *sh) {
 /* ---- construction ---- */
 
 void bl_queue_options_init(bl_queue_options_t *o) {
-  if (NEVER(!o)) return;
+  if (!o) return;
   memset(o, 0, sizeof *o);
   o->size = sizeof *o;
 }

@@ -64,7 +64,7 @@ int bl_typecode_size(char tc) {
 }
 
 void bl_shared_options_init(bl_shared_options_t *o) {
-  if (NEVER(!o)) return;
+  if (!o) return;
   memset(o, 0, sizeof *o);
   o->size = sizeof *o;
   o->lock = 1;

@@ -307,21 +307,21 @@ static uint64_t make_who(pid_t id) {
 }
 
 pid_t bl__self_tid(void) {
-  if (ALWAYS(tls_tid)) return tls_tid;
+  if (tls_tid) return tls_tid;
   pthread_once(&atfork_once, atfork_register);
   tls_tid = (pid_t)syscall(SYS_gettid);
   return tls_tid;
 }
 
 uint64_t bl__self_thread(void) {
-  if (ALWAYS(tls_thread)) return tls_thread;
+  if (tls_thread) return tls_thread;
   tls_thread = make_who(bl__self_tid());
   return tls_thread;
 }
 
 uint64_t bl__self_process(void) {
   uint64_t w = __atomic_load_n(&proc_self, __ATOMIC_RELAXED);
-  if (ALWAYS(w)) return w;
+  if (w) return w;
   pthread_once(&atfork_once, atfork_register);
   w = make_who(getpid());
   __atomic_store_n(&proc_self, w, __ATOMIC_RELAXED);
@@ -344,7 +344,7 @@ static int proc_usable(void) {
 int bl__who_alive(uint64_t who) {
   pid_t id = BL__WHO_ID(who);
   if (id <= 0) return 0;
-  if (NEVER(!proc_usable())) return !(kill(id, 0) != 0 && errno == ESRCH);
+  if (!proc_usable()) return !(kill(id, 0) != 0 && errno == ESRCH);
   char st;
   unsigned long long start;
   if (proc_stat(id, &st, &start) != 0) return 0;

@@ -437,13 +437,13 @@ int bl_event_attach(bl_event_t **out, size_t index) {
 
 /* The flag word is its own futex: no lock at all, so nothing to recover. */
 void bl_event_set(bl_event_t *e) {
-  if (NEVER(!e)) return;
+  if (!e) return;
   __atomic_store_n(&e->flag, 1, __ATOMIC_RELEASE);
   bl__futex_wake(&e->flag, INT_MAX);
 }
 
 void bl_event_clear(bl_event_t *e) {
-  if (NEVER(!e)) return;
+  if (!e) return;
   __atomic_store_n(&e->flag, 0, __ATOMIC_RELEASE);
 }
 
@@ -826,7 +826,7 @@ int bl_barrier_wait(bl_barrier_t *b, int timeout_ms) {
 }
 
 void bl_barrier_abort(bl_barrier_t *b) {
-  if (NEVER(!b) || bar_lock(b)) return;
+  if (!b || bar_lock(b)) return;
   bar_begin(b);
   b->sh->st.state = BAR_BROKEN;
   bar_notify(b);
@@ -835,7 +835,7 @@ void bl_barrier_abort(bl_barrier_t *b) {
 }
 
 void bl_barrier_reset(bl_barrier_t *b) {
-  if (NEVER(!b) || bar_lock(b)) return;
+  if (!b || bar_lock(b)) return;
   bar_begin(b);
   if (b->sh->st.count > 0) {
     if (b->sh->st.state == BAR_FILLING || b->sh->st.state == BAR_BROKEN)
