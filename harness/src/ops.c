@@ -43,7 +43,9 @@ static const bc_op_t ops[] = {
     /* Start methods, contexts and utilities */
     P("context.get_start_method"), P("context.set_start_method"),
     P("context.get_all_start_methods"), P("util.cpu_count"), P("util.current_process"),
-    P("util.active_children"),
+    P("util.active_children"), P("util.log_to_stderr"), P("util.log"),
+    P("util.freeze_support"), P("util.allow_connection_pickling"),
+    P("context.set_executable"), P("context.set_forkserver_preload"),
     /* Managers */
     P("manager.start"), P("manager.connect"), P("manager.shutdown"), P("manager.kill"),
     P("manager.new"), P("proxy.call"),
@@ -81,7 +83,8 @@ const char *const bc_tasks[] = {
 
 const char *const bc_targets[] = {
     "exit", "sleep", "kill_self", "queue_put", "queue_get", "lock_hold", "lock_hold_die",
-    "event_wait", "value_add", "conn_send", "conn_recv", "barrier_wait", "proxy_call",
+    "event_wait", "value_add", "conn_send", "conn_recv", "barrier_wait", "preload_marked",
+    "soft_handler", "proxy_call",
     "proxy_add", NULL};
 
 const char *const bc_events[] = {

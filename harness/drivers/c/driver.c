@@ -157,7 +157,9 @@ static const char *const base_features[] = {
     "pool.join-timeout", "pool.terminate_job", "pool.grow", "pool.shrink",
     "pool.restart", "worker-loss", "restart-freq", "time-limits.soft", "time-limits.hard", "time-limits.per-job",
     "wallclock", "clock.jump", "process", "process.terminate", "pipe", "pipe.objects", "pool.synack",
-    "pool.events.exit", "pool.context", "exceptions",
+    "pool.events.exit", "pool.context", "exceptions", "util.logger",
+    "util.noops", "util.soft_timeout", "context.executable",
+    "context.forkserver_preload",
     "context", "util", "manager", "manager.connect", "manager.queue",
     "manager.lock", "manager.event",
     NULL};

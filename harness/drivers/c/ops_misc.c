@@ -276,7 +276,127 @@ static json_t *op_active_children(json_t *a, bcd_err_t *e) {
   return json_pack("{s:i,s:o,s:o}", "n", (int)n, "names", names, "pids", pids);
 }
 
+/* ---- logger, no-ops, executable, forkserver preload ---- */
+static int level_of(const json_t *a, bcd_err_t *e, int dflt) {
+  static const struct {
+    const char *name;
+    int level;
+  } lv[] = {{"SUBDEBUG", BL_LOG_SUBDEBUG}, {"DEBUG", BL_LOG_DEBUG},
+            {"INFO", BL_LOG_INFO},         {"SUBWARNING", BL_LOG_SUBWARNING},
+            {"WARNING", BL_LOG_WARNING},   {"ERROR", BL_LOG_ERROR},
+            {"CRITICAL", BL_LOG_CRITICAL}};
+  const char *n = bcd_str(a, "level");
+  if (n == NULL)
+    return dflt;
+  for (size_t i = 0; i < sizeof lv / sizeof lv[0]; i++)
+    if (strcmp(lv[i].name, n) == 0)
+      return lv[i].level;
+  bcd_fail(e, "ValueError", "unknown level '%s'", n);
+  return -1;
+}
+
+static json_t *op_log_to_stderr(json_t *a, bcd_err_t *e) {
+  int lv = level_of(a, e, BL_LOG_NOTSET); /* null: billiard's level=None */
+  if (lv < 0)
+    return NULL;
+  int rc = bl_log_to_stderr(lv);
+  return rc ? bcd_fail_rc(e, rc, NULL, "log_to_stderr") : json_object();
+}
+
+/* Log with fd 2 captured: the line the logger wrote, or null. */
+static json_t *op_log(json_t *a, bcd_err_t *e) {
+  int lv = level_of(a, e, BL_LOG_WARNING);
+  if (lv < 0)
+    return NULL;
+  const char *msg = bcd_str(a, "message");
+  int p[2];
+  /* Non-blocking: a worker forked meanwhile may hold the write end, so
+   * read what is there (bl_log's single write is already in) until EAGAIN. */
+  if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0)
+    return bcd_fail(e, "OSError", "pipe: %s", strerror(errno));
+  int saved = fcntl(2, F_DUPFD_CLOEXEC, 3);
+  if (saved < 0 || dup2(p[1], 2) < 0) {
+    close(p[0]);
+    close(p[1]);
+    if (saved >= 0)
+      close(saved);
+    return bcd_fail(e, "OSError", "dup2: %s", strerror(errno));
+  }
+  int rc = bl_log(lv, "%s", msg ? msg : "");
+  dup2(saved, 2);
+  close(saved);
+  close(p[1]);
+  char buf[8192];
+  size_t have = 0;
+  ssize_t n;
+  while (have < sizeof buf - 1 &&
+         (n = read(p[0], buf + have, sizeof buf - 1 - have)) > 0)
+    have += (size_t)n;
+  close(p[0]);
+  if (rc < 0)
+    return bcd_fail_rc(e, rc, NULL, "log");
+  while (have > 0 && buf[have - 1] == '\n')
+    have--;
+  return json_pack("{s:o}", "line",
+                   have ? bcd_bytes_json(buf, have) : json_null());
+}
+
+static json_t *op_freeze_support(json_t *a, bcd_err_t *e) {
+  (void)a;
+  (void)e;
+  bl_freeze_support();
+  return json_object();
+}
+
+static json_t *op_allow_pickling(json_t *a, bcd_err_t *e) {
+  (void)a;
+  (void)e;
+  bl_allow_connection_pickling();
+  return json_object();
+}
+
+static json_t *op_set_executable(json_t *a, bcd_err_t *e) {
+  const char *path = bcd_str(a, "path"); /* null: this program's image */
+  char self[4096];
+  if (path == NULL) {
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0)
+      return bcd_fail(e, "OSError", "readlink: %s", strerror(errno));
+    self[n] = '\0';
+    path = self;
+  }
+  int rc = bl_set_executable(path);
+  return rc ? bcd_fail_rc(e, rc, NULL, "set_executable") : json_object();
+}
+
+/* Preload units of the protocol are targets of this program (tasks.c
+ * registers `marker` from a constructor, so the forkserver image has it). */
+static json_t *op_set_preload(json_t *a, bcd_err_t *e) {
+  json_t *l = json_object_get(a, "names");
+  size_t n = json_array_size(l);
+  const char **names = calloc(n + 1, sizeof *names);
+  if (names == NULL)
+    return bcd_fail(e, "MemoryError", "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    names[i] = json_string_value(json_array_get(l, i));
+    if (names[i] == NULL || strcmp(names[i], "marker") != 0) {
+      free(names);
+      return bcd_fail(e, "ValueError", "unknown preload unit");
+    }
+  }
+  int rc = bl_set_forkserver_preload(names);
+  free(names);
+  return rc ? bcd_fail_rc(e, rc, NULL, "set_forkserver_preload")
+            : json_object();
+}
+
 const bcd_op_t bcd_ops_misc[] = {
+    {"util.log_to_stderr", op_log_to_stderr},
+    {"util.log", op_log},
+    {"util.freeze_support", op_freeze_support},
+    {"util.allow_connection_pickling", op_allow_pickling},
+    {"context.set_executable", op_set_executable},
+    {"context.set_forkserver_preload", op_set_preload},
     {"clock.jump", op_clock_jump},
     {"clock.worker_offset", op_worker_offset},
     {"fault.arm", op_fault_arm},

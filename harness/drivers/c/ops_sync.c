@@ -17,6 +17,7 @@
 #include <billiard/queue.h>
 #include <billiard/sharedctypes.h>
 #include <billiard/synchronize.h>
+#include <billiard/util.h>
 
 const char *const bcd_features_sync[] = {
     "queue", "queue.joinable", "queue.simple", "lock", "rlock",
@@ -911,6 +912,26 @@ static int p_value_add(const void *arg, size_t len) {
   return rc;
 }
 
+/* soft_handler {event, seconds}: billiard's soft_timeout_sighandler is
+ * bl_install_soft_timeout_handler() here; exit 0 once SIGUSR1 arrived,
+ * 1 if it did not within `seconds`. */
+static int p_soft_handler(const void *arg, size_t len) {
+  json_t *a = targs(arg, len);
+  bl_event_t *ev = bcd_find(bcd_str(a, "event"), BCD_EVENT);
+  int ms = bcd_ms(bcd_num(a, "seconds", 5));
+  json_decref(a);
+  if (ev == NULL || bl_install_soft_timeout_handler() != 0)
+    return 2;
+  bl_soft_timeout_pending(1);
+  bl_event_set(ev);
+  for (int waited = 0; waited < ms; waited += 10) {
+    if (bl_soft_timeout_pending(1))
+      return 0;
+    nap_ms(10);
+  }
+  return bl_soft_timeout_pending(1) ? 0 : 1;
+}
+
 static int p_barrier_wait(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
   barrier_rec_t tmp = {NULL, -1}, *r = NULL;
@@ -943,7 +964,7 @@ int bcd_register_sync_targets(void) {
       {"queue_put", p_queue_put},         {"queue_get", p_queue_get},
       {"lock_hold", p_lock_hold},         {"lock_hold_die", p_lock_hold_die},
       {"event_wait", p_event_wait},       {"value_add", p_value_add},
-      {"barrier_wait", p_barrier_wait},
+      {"barrier_wait", p_barrier_wait},   {"soft_handler", p_soft_handler},
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
     if (bl_register_target(t[i].name, t[i].fn) != 0)

@@ -348,6 +348,24 @@ static int p_conn_recv(const void *arg, size_t len) {
   return 0;
 }
 
+/* The preload unit `marker` (context.set_forkserver_preload): running it
+ * is the mark, which forkserver children inherit; preload_marked exits 0
+ * when the mark is set in the child, 1 when not. */
+static volatile int preload_mark;
+
+static int p_marker(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  preload_mark = 1;
+  return 0;
+}
+
+static int p_preload_marked(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  return preload_mark ? 0 : 1;
+}
+
 typedef struct {
   const char *name;
   bl_target_fn fn;
@@ -357,7 +375,8 @@ typedef struct {
  * spawn or forkserver child (a fresh image of this program, main() never
  * runs) finds them (docs/contexts.md). */
 static const target_t self_targets[] = {
-    {"exit", p_exit}, {"sleep", p_sleep}, {"kill_self", p_kill_self}};
+    {"exit", p_exit}, {"sleep", p_sleep}, {"kill_self", p_kill_self},
+    {"marker", p_marker}, {"preload_marked", p_preload_marked}};
 /* Targets that resolve handles in the inherited table: fork only. */
 static const target_t targets[] = {
     {"conn_send", p_conn_send}, {"conn_recv", p_conn_recv},

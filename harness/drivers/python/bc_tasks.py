@@ -344,7 +344,31 @@ def p_proxy_add(a):
         lk.release()
 
 
+def p_preload_marked(a):
+    """Exit 0 when the preload unit `marker` (module bc_preload) was
+    loaded before this process started running its target."""
+    # sys.exit, not os._exit: billiard 4.1's forkserver reports only exit
+    # codes that return through spawn._main (see the expectations file).
+    sys.exit(0 if 'bc_preload' in sys.modules else 1)
+
+
+def p_soft_handler(a):
+    """Install billiard's soft_timeout_sighandler for SIGUSR1, set the
+    `event` (ready), then sleep: exit 0 when SoftTimeLimitExceeded
+    interrupts the sleep, 1 when it never comes."""
+    from billiard.pool import soft_timeout_sighandler
+    from billiard.exceptions import SoftTimeLimitExceeded
+    signal.signal(signal.SIGUSR1, soft_timeout_sighandler)
+    a['event'].set()
+    try:
+        _sleep(a.get('seconds', 5))
+    except SoftTimeLimitExceeded:
+        os._exit(0)
+    os._exit(1)
+
+
 TARGETS = {
+    'preload_marked': p_preload_marked, 'soft_handler': p_soft_handler,
     'proxy_call': p_proxy_call, 'proxy_add': p_proxy_add,
     'exit': p_exit, 'sleep': p_sleep, 'kill_self': p_kill_self,
     'queue_put': p_queue_put, 'queue_get': p_queue_get,

@@ -59,7 +59,8 @@ COMMON_FEATURES = [
     'pool.imap_unordered', 'pool.starmap', 'pool.callbacks',
     'pool.initializer', 'pool.maxtasksperchild', 'pool.join-timeout',
     'wallclock', 'process', 'process.terminate', 'pipe', 'pipe.objects',
-    'pool.context', 'exceptions', 'queue',
+    'pool.context', 'exceptions', 'util.logger', 'util.noops',
+    'context.executable', 'context.forkserver_preload', 'queue',
     'queue.joinable', 'queue.simple', 'lock', 'rlock', 'semaphore', 'event',
     'condition', 'barrier', 'value', 'array', 'context', 'util',
     'manager', 'manager.connect', 'manager.queue', 'manager.lock',
@@ -71,6 +72,7 @@ BILLIARD_FEATURES = [
     'pool.shrink', 'pool.restart', 'worker-loss', 'restart-freq',
     'time-limits.soft', 'time-limits.hard', 'time-limits.per-job',
     'pipe.nonblock', 'pool.synack', 'pool.putlocks', 'pool.events.exit',
+    'util.soft_timeout',
 ]
 
 
@@ -757,6 +759,75 @@ class Driver:
         kids = self.impl.mod.active_children()
         return {'n': len(kids), 'names': [p.name for p in kids],
                 'pids': [p.pid for p in kids]}
+
+    LEVELS = ('SUBDEBUG', 'DEBUG', 'INFO', 'SUBWARNING', 'WARNING', 'ERROR',
+              'CRITICAL')
+
+    def _level(self, name):
+        import logging
+        if name not in self.LEVELS:
+            raise ValueError('unknown level %r' % (name,))
+        lv = logging.getLevelName(name)
+        if not isinstance(lv, int):   # SUBDEBUG/SUBWARNING: billiard's
+            lv = {'SUBDEBUG': 5, 'SUBWARNING': 25}[name]
+        return lv
+
+    def op_util_log_to_stderr(self, a):
+        lv = a.get('level')
+        self.impl.mod.log_to_stderr(None if lv is None else self._level(lv))
+        return {}
+
+    def op_util_log(self, a):
+        """Log through get_logger() with fd 2 captured: the line the
+        logger wrote to stderr, or null."""
+        import select
+        lg = self.impl.mod.get_logger()
+        lv = self._level(a.get('level', 'WARNING'))
+        sys.stderr.flush()
+        r, w = os.pipe()
+        saved = os.dup(2)
+        try:
+            os.dup2(w, 2)
+            lg.log(lv, a.get('message', ''))
+            for h in lg.handlers:
+                h.flush()
+            sys.stderr.flush()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(w)
+        out = b''
+        while select.select([r], [], [], 0)[0]:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            out += chunk
+        os.close(r)
+        text = out.decode('utf-8', 'replace').rstrip('\n')
+        return {'line': text if text else None}
+
+    def op_util_freeze_support(self, a):
+        self.impl.mod.freeze_support()
+        return {}
+
+    def op_util_allow_connection_pickling(self, a):
+        self.impl.mod.allow_connection_pickling()
+        return {}
+
+    def op_context_set_executable(self, a):
+        path = a.get('path')
+        self.impl.mod.set_executable(sys.executable if path is None else path)
+        return {}
+
+    PRELOAD = {'marker': 'bc_preload'}
+
+    def op_context_set_forkserver_preload(self, a):
+        names = list(a.get('names') or [])
+        unknown = [n for n in names if n not in self.PRELOAD]
+        if unknown:
+            raise ValueError('unknown preload unit(s) %r' % unknown)
+        self.impl.mod.set_forkserver_preload([self.PRELOAD[n] for n in names])
+        return {}
 
     # ===== processes ===========================================================
     RESOLVE = ('queue', 'lock', 'event', 'value', 'conn', 'barrier', 'proxy')
