@@ -917,19 +917,29 @@ static int p_value_add(const void *arg, size_t len) {
  * 1 if it did not within `seconds`. */
 static int p_soft_handler(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  bl_event_t *ev = bcd_find(bcd_str(a, "event"), BCD_EVENT);
-  int ms = bcd_ms(bcd_num(a, "seconds", 5));
+  int hi = handle_of(a, "event", NULL);
+  bl_event_t *ev = NULL;
+  if (hi < 0)
+    ev = bcd_find(bcd_str(a, "event"), BCD_EVENT);
+  else if (bl_event_attach(&ev, (size_t)hi) != 0)
+    ev = NULL;
+  int ms = bcd_ms(bcd_num(a, "seconds", 5)), rc = 1;
   json_decref(a);
   if (ev == NULL || bl_install_soft_timeout_handler() != 0)
-    return 2;
-  bl_soft_timeout_pending(1);
-  bl_event_set(ev);
-  for (int waited = 0; waited < ms; waited += 10) {
-    if (bl_soft_timeout_pending(1))
-      return 0;
-    nap_ms(10);
+    rc = 2;
+  if (rc == 1) {
+    bl_soft_timeout_pending(1);
+    bl_event_set(ev);
+    for (int waited = 0; rc == 1 && waited <= ms; waited += 10) {
+      if (bl_soft_timeout_pending(1))
+        rc = 0;
+      else
+        nap_ms(10);
+    }
   }
-  return bl_soft_timeout_pending(1) ? 0 : 1;
+  if (hi >= 0)
+    bl_event_free(&ev);
+  return rc;
 }
 
 static int p_barrier_wait(const void *arg, size_t len) {
