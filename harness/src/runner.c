@@ -519,9 +519,15 @@ static int step_protocol(run_t *r, const bc_step_t *st) {
   json_t *args = prepare_args(r, st->op->name, st->args), *reply;
   const char *op = st->op->name;
   /* INTERPRETING.md §6: the run's start method travels with every op that
-   * starts processes, unless the scenario names one itself. */
-  if (r->method && (!strcmp(op, "pool.new") || !strcmp(op, "process.start")) &&
-      !json_object_get(args, "start_method"))
+   * starts processes or makes an object handed to them (Python creates it
+   * from that method's context), unless the scenario names one itself. */
+  static const char *const with_method[] = {
+      "pool.new", "process.start", "queue.new", "lock.new", "event.new",
+      "condition.new", "barrier.new", "value.new", "array.new"};
+  int takes_method = 0;
+  for (size_t i = 0; i < sizeof with_method / sizeof with_method[0]; i++)
+    if (!strcmp(op, with_method[i])) takes_method = 1;
+  if (r->method && takes_method && !json_object_get(args, "start_method"))
     json_object_set_new(args, "start_method", json_string(r->method));
   if (call(r, op, args, &reply)) {
     json_decref(args);

@@ -936,7 +936,7 @@ class Driver:
     def op_queue_new(self, a):
         name = self.name(a, 'queue')
         kind = a.get('kind', 'Queue')
-        ctx = self.impl.ctx
+        ctx = self._ctx(a)   # objects for a spawn child come from its context
         if kind == 'SimpleQueue':
             q = ctx.SimpleQueue()
         elif kind in ('Queue', 'JoinableQueue'):
@@ -994,7 +994,7 @@ class Driver:
     def op_lock_new(self, a):
         name = self.name(a, 'lock')
         kind = a.get('kind', 'Lock')
-        ctx = self.impl.ctx
+        ctx = self._ctx(a)   # objects for a spawn child come from its context
         if kind in ('Lock', 'RLock'):
             lk = getattr(ctx, kind)()
         elif kind in ('Semaphore', 'BoundedSemaphore'):
@@ -1017,7 +1017,7 @@ class Driver:
 
     def op_event_new(self, a):
         name = self.name(a, 'event')
-        self.h[name] = self.impl.ctx.Event()
+        self.h[name] = self._ctx(a).Event()
         return {'event': name}
 
     def op_event_set(self, a):
@@ -1038,7 +1038,7 @@ class Driver:
     def op_condition_new(self, a):
         name = self.name(a, 'condition')
         lk = self.h[a['lock']] if a.get('lock') else None
-        self.h[name] = self.impl.ctx.Condition(lk)
+        self.h[name] = self._ctx(a).Condition(lk)
         return {'condition': name}
 
     def op_condition_acquire(self, a):
@@ -1065,7 +1065,7 @@ class Driver:
 
     def op_barrier_new(self, a):
         name = self.name(a, 'barrier')
-        self.h[name] = self.impl.ctx.Barrier(
+        self.h[name] = self._ctx(a).Barrier(
             int(a['parties']), None, seconds(a.get('timeout')))
         return {'barrier': name}
 
@@ -1089,7 +1089,7 @@ class Driver:
     def op_value_new(self, a):
         name = self.name(a, 'value')
         lock = a.get('lock', True)
-        self.h[name] = self.impl.ctx.Value(a.get('typecode', 'i'),
+        self.h[name] = self._ctx(a).Value(a.get('typecode', 'i'),
                                            a.get('value', 0), lock=lock)
         return {'value': name}
 
@@ -1105,7 +1105,7 @@ class Driver:
         init = a.get('init')
         if init is None:
             init = int(a.get('size', 0))
-        self.h[name] = self.impl.ctx.Array(a.get('typecode', 'i'), init,
+        self.h[name] = self._ctx(a).Array(a.get('typecode', 'i'), init,
                                            lock=a.get('lock', True))
         return {'array': name}
 
