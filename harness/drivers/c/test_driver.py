@@ -160,7 +160,8 @@ def main():
     assert r == {'exitcode': 0, 'alive': False}, r
 
     # start methods: spawn/forkserver re-execute the driver for a
-    # self-contained target; handle targets and pools stay fork-only
+    # self-contained target or one given its objects as process handles;
+    # conn targets stay fork-only
     assert hello['start_methods'] == ['fork', 'spawn', 'forkserver'], hello
     for meth, code in (('spawn', 5), ('forkserver', 6)):
         r = d.ok('process.start', target='exit', args={'code': code},
@@ -171,8 +172,20 @@ def main():
         m = d.cmd('process.start', target='conn_send',
                   args={'conn': 'x.b', 'data': 'no'}, start_method=meth)
         assert not m['ok'] and m['error']['type'] == 'Unsupported', m
-        m = d.cmd('pool.new', processes=1, start_method=meth)
-        assert not m['ok'] and m['error']['type'] == 'Unsupported', m
+        # pools start spawn/forkserver workers now
+        r = d.ok('pool.new', processes=1, start_method=meth,
+                 **{'as': 'pool-' + meth})
+        d.ok('pool.close', pool='pool-' + meth)
+        d.ok('pool.join', pool='pool-' + meth, timeout=10)
+        # a queue handed to the child as a process handle
+        d.ok('queue.new', kind='Queue', **{'as': 'q-' + meth})
+        d.ok('process.start', target='queue_put',
+             args={'queue': 'q-' + meth, 'values': [meth]},
+             start_method=meth, **{'as': 'qp-' + meth})
+        r = d.ok('queue.get', queue='q-' + meth, timeout=10)
+        assert r['value'] == meth, r
+        r = d.ok('process.join', process='qp-' + meth, timeout=10)
+        assert r == {'exitcode': 0, 'alive': False}, (meth, r)
     assert d.ok('util.current_process')['name'] == 'MainProcess'
     assert d.ok('util.cpu_count')['n'] >= 1
     assert d.ok('util.active_children')['n'] == 0
