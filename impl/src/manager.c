@@ -26,14 +26,21 @@
 #include "fault.h"
 #include "internal.h"
 
-enum kind { K_DICT = 1, K_LIST, K_NS, K_QUEUE, K_LOCK, K_EVENT, K_VALUE };
+enum kind {
+  K_DICT = 1, K_LIST, K_NS, K_QUEUE, K_LOCK, K_EVENT, K_VALUE, K_RLOCK, K_SEM,
+  K_BSEM, K_COND, K_BARRIER, K_ARRAY, K_CUSTOM
+};
 enum op {
   OP_CREATE = 1, OP_ATTACH, OP_SET, OP_GET, OP_DEL, OP_LEN, OP_APPEND, OP_LGET,
   OP_LSET, OP_PUT, OP_QGET, OP_ACQUIRE, OP_RELEASE, OP_ESET, OP_ECLEAR,
-  OP_EISSET, OP_EWAIT, OP_VSET, OP_VGET, OP_SHUTDOWN
+  OP_EISSET, OP_EWAIT, OP_VSET, OP_VGET, OP_SHUTDOWN, OP_TASKDONE, OP_QJOIN,
+  OP_CWAIT, OP_NOTIFY, OP_BWAIT, OP_BABORT, OP_BRESET, OP_BINFO, OP_CALL
 };
 
 #define KEY_MAX 4096
+#define ARRAY_MAX (1u << 20)
+#define TYPES_MAX BL_MANAGER_TYPES_MAX
+#define BARRIER_DEFAULT INT64_MIN /* wait: the barrier's own timeout */
 #define FRAME_MAX (256u << 20)
 
 struct req_hdr {
@@ -145,12 +152,42 @@ struct item {
   void *val;
   size_t len;
 };
+/* A Condition waiter, on the heap: S.objs moves, waiters must not. */
+struct waiter {
+  int notified;
+  struct waiter *next;
+};
 struct obj {
   uint32_t id;
-  int kind, flag; /* lock held / event set */
-  struct item *v;
+  int kind, flag;          /* lock held / event set / barrier broken */
+  struct item *v;          /* items: dict, list, namespace, queue, value, array */
   size_t n, cap;
+  int64_t count, bound;    /* semaphore value and bound; barrier parties */
+  uint64_t owner;          /* RLock / Condition: owning connection */
+  int64_t depth;           /* RLock / Condition recursion depth; barrier count */
+  uint64_t gen, epoch;     /* barrier: trips, breaks and resets */
+  int64_t unfinished;      /* queue: puts not yet task_done */
+  int64_t timeout_ms;      /* barrier default timeout (< 0 none) */
+  struct waiter *waiters;  /* Condition */
+  const struct utype *type; /* K_CUSTOM */
+  void *state;              /* K_CUSTOM */
 };
+
+/* ---- registered types (bl_manager_register): process-global, copied
+ * into the server when it forks ---- */
+struct utype {
+  char name[BL_MANAGER_TYPEID_MAX + 1];
+  bl_manager_type_t t;
+};
+static struct utype types[TYPES_MAX];
+static size_t ntypes;
+static pthread_mutex_t types_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static const struct utype *find_type(const char *name) {
+  for (size_t i = 0; i < ntypes; i++)
+    if (strcmp(types[i].name, name) == 0) return &types[i];
+  return NULL;
+}
 
 static struct {
   pthread_mutex_t mu;
@@ -212,22 +249,39 @@ static struct timespec deadline_after(int64_t ms) {
   return ts;
 }
 
-static int has_items(const struct obj *o) { return o->n > 0; }
-static int is_free(const struct obj *o) { return !o->flag; }
-static int is_set(const struct obj *o) { return o->flag; }
+/* Predicates for wait_for; ctx is the waiting request's context. */
+struct wctx {
+  uint64_t cid;          /* the connection */
+  struct waiter *w;      /* Condition wait */
+  uint64_t gen, epoch;   /* barrier wait */
+};
+static int has_items(const struct obj *o, const struct wctx *c) { (void)c; return o->n > 0; }
+static int is_free(const struct obj *o, const struct wctx *c) { (void)c; return !o->flag; }
+static int is_set(const struct obj *o, const struct wctx *c) { (void)c; return o->flag; }
+static int sem_free(const struct obj *o, const struct wctx *c) { (void)c; return o->count > 0; }
+static int all_done(const struct obj *o, const struct wctx *c) { (void)c; return o->unfinished == 0; }
+static int rlock_free(const struct obj *o, const struct wctx *c) {
+  return o->depth == 0 || o->owner == c->cid;
+}
+static int notified(const struct obj *o, const struct wctx *c) { (void)o; return c->w->notified; }
+static int barrier_moved(const struct obj *o, const struct wctx *c) {
+  return o->gen != c->gen || o->epoch != c->epoch;
+}
 
 /* Wait on S.cv (S.mu held) until pred holds for object id: 1 when it
  * does, 0 at the deadline (timeout_ms 0: no wait; < 0: forever). S.objs
  * may move while we wait (realloc on create), so *o is looked up again. */
-static int wait_for(struct obj **o, int64_t timeout_ms, int (*pred)(const struct obj *)) {
+static int wait_for(struct obj **o, int64_t timeout_ms,
+                    int (*pred)(const struct obj *, const struct wctx *),
+                    const struct wctx *c) {
   uint32_t id = (*o)->id;
   struct timespec dl = deadline_after(timeout_ms < 0 ? 0 : timeout_ms);
-  while (!pred(*o)) {
+  while (!pred(*o, c)) {
     if (timeout_ms == 0) return 0;
     int w = timeout_ms < 0 ? pthread_cond_wait(&S.cv, &S.mu)
                            : pthread_cond_timedwait(&S.cv, &S.mu, &dl);
     *o = find_obj(id);
-    if (w == ETIMEDOUT && !pred(*o)) return 0;
+    if (w == ETIMEDOUT && !pred(*o, c)) return 0;
   }
   return 1;
 }
@@ -239,33 +293,203 @@ static int list_index(struct obj *o, int64_t i, size_t *out) {
   return 0;
 }
 
+static void free_items(struct obj *o) {
+  for (size_t i = 0; i < o->n; i++) {
+    free(o->v[i].key);
+    free(o->v[i].val);
+  }
+  free(o->v);
+  o->v = NULL;
+  o->n = o->cap = 0;
+}
+
+/* Initialise the new object *o of kind h->kind (not yet counted in S.n). */
+static int init_obj(struct obj *o, const struct req_hdr *h, const char *key,
+                    const char *val) {
+  int rc = 0;
+  switch (h->kind) {
+  case K_VALUE:
+    return push_item(o, NULL, val, h->vlen);
+  case K_SEM:
+  case K_BSEM:
+    if (h->arg < 0 || h->arg > INT32_MAX) return -EINVAL;
+    o->count = o->bound = h->arg;
+    return 0;
+  case K_BARRIER:
+    if (h->arg < 1 || h->arg > INT32_MAX || h->vlen != sizeof o->timeout_ms) return -EINVAL;
+    o->bound = h->arg;
+    memcpy(&o->timeout_ms, val, sizeof o->timeout_ms);
+    return 0;
+  case K_ARRAY:
+    if (h->arg < 0 || h->arg > ARRAY_MAX) return -EINVAL;
+    for (int64_t i = 0; rc == 0 && i < h->arg; i++) rc = push_item(o, NULL, val, h->vlen);
+    if (rc) free_items(o);
+    return rc;
+  case K_CUSTOM: {
+    const struct utype *t = find_type(key);
+    if (!t) return BL_ENOTFOUND;
+    o->type = t;
+    rc = t->t.create(val, h->vlen, &o->state);
+    return rc > 0 ? 0 : rc;
+  }
+  default:
+    return h->kind >= K_DICT && h->kind <= K_CUSTOM ? 0 : -EINVAL;
+  }
+}
+
+static int create_obj(const struct req_hdr *h, const char *key, const char *val) {
+  if (S.n == S.cap) {
+    size_t nc = S.cap ? S.cap * 2 : 16;
+    struct obj *no = realloc(S.objs, nc * sizeof *no);
+    if (!no) return -ENOMEM;
+    S.objs = no;
+    S.cap = nc;
+  }
+  static uint32_t next_id;
+  struct obj *o = &S.objs[S.n];
+  *o = (struct obj){.id = next_id + 1, .kind = h->kind};
+  int rc = init_obj(o, h, key, val);
+  if (rc) return rc;
+  next_id++;
+  S.n++;
+  return (int)o->id;
+}
+
+/* RLock / Condition lock: reentrant, owned by the connection. */
+static int rlock_acquire(struct obj **o, int64_t timeout_ms, const struct wctx *c) {
+  if (!wait_for(o, timeout_ms, rlock_free, c)) return BL_ETIMEOUT;
+  (*o)->owner = c->cid;
+  (*o)->depth++;
+  return 0;
+}
+
+static int rlock_release(struct obj *o, uint64_t cid) {
+  if (o->depth == 0 || o->owner != cid) return BL_EOVERRELEASE;
+  if (--o->depth == 0) {
+    o->owner = 0;
+    pthread_cond_broadcast(&S.cv);
+  }
+  return 0;
+}
+
+/* threading.Condition.wait: release the lock fully, wait for a notify,
+ * take the lock back at the same depth. 1 notified, 0 timed out. */
+static int cond_wait(struct obj **o, int64_t timeout_ms, struct wctx *c) {
+  if ((*o)->depth == 0 || (*o)->owner != c->cid) return BL_ESTATE;
+  struct waiter *w = calloc(1, sizeof *w), **tail;
+  if (!w) return -ENOMEM;
+  for (tail = &(*o)->waiters; *tail; tail = &(*tail)->next) {
+  }
+  *tail = w; /* FIFO: notify wakes the longest waiting first */
+  int64_t depth = (*o)->depth;
+  (*o)->depth = 0;
+  (*o)->owner = 0;
+  pthread_cond_broadcast(&S.cv);
+  c->w = w;
+  int r = wait_for(o, timeout_ms, notified, c);
+  for (tail = &(*o)->waiters; *tail != w; tail = &(*tail)->next) {
+  }
+  *tail = w->next;
+  free(w);
+  (void)wait_for(o, -1, rlock_free, c);
+  (*o)->owner = c->cid;
+  (*o)->depth = depth;
+  return r;
+}
+
+static int cond_notify(struct obj *o, int64_t n, uint64_t cid) {
+  if (o->depth == 0 || o->owner != cid) return BL_ESTATE;
+  for (struct waiter *w = o->waiters; w && (n < 0 || n > 0); w = w->next)
+    if (!w->notified) {
+      w->notified = 1;
+      n--;
+    }
+  pthread_cond_broadcast(&S.cv);
+  return 0;
+}
+
+/* threading.Barrier: gen counts trips, epoch breaks and resets. */
+static void barrier_break(struct obj *o, int broken) {
+  o->flag = broken;
+  o->epoch++;
+  o->depth = 0;
+  pthread_cond_broadcast(&S.cv);
+}
+
+static int barrier_wait(struct obj **o, int64_t timeout_ms, struct wctx *c) {
+  if ((*o)->flag) return BL_EBROKENBARRIER;
+  if (timeout_ms == BARRIER_DEFAULT) timeout_ms = (*o)->timeout_ms;
+  int idx = (int)(*o)->depth++;
+  if ((*o)->depth == (*o)->bound) {
+    (*o)->depth = 0;
+    (*o)->gen++;
+    pthread_cond_broadcast(&S.cv);
+    return idx;
+  }
+  c->gen = (*o)->gen;
+  c->epoch = (*o)->epoch;
+  /* timeout 0 must still wait for no one: threading breaks it at once. */
+  int moved = wait_for(o, timeout_ms, barrier_moved, c);
+  if ((*o)->gen != c->gen) return idx; /* tripped, even if broken since */
+  if (!moved) barrier_break(*o, 1);
+  return BL_EBROKENBARRIER;
+}
+
+static int custom_call(struct obj *o, const char *method, const char *val, size_t vlen,
+                       const void **rv, size_t *rlen, void **tofree) {
+  const bl_manager_type_t *t = &o->type->t;
+  for (size_t i = 0; i < t->nmethods; i++) {
+    if (strcmp(t->methods[i].name, method) != 0) continue;
+    void *out = NULL;
+    size_t olen = 0;
+    int rc = t->methods[i].fn(o->state, val, vlen, &out, &olen);
+    if (rc < 0) {
+      free(out);
+      return rc;
+    }
+    *tofree = out;
+    *rv = out;
+    *rlen = out ? olen : 0;
+    return rc;
+  }
+  return BL_ENOTFOUND;
+}
+
+/* Which kinds an op applies to (the client checks too; this keeps a
+ * confused peer from reaching, e.g., a Value's item 0 on a dict). */
+static int op_fits(int op, int kind) {
+  switch (op) {
+  case OP_SET: case OP_GET: return kind == K_DICT || kind == K_NS;
+  case OP_DEL: return kind == K_DICT;
+  case OP_LEN: return kind == K_DICT || kind == K_LIST || kind == K_QUEUE || kind == K_ARRAY;
+  case OP_APPEND: return kind == K_LIST;
+  case OP_LGET: case OP_LSET: return kind == K_LIST || kind == K_ARRAY;
+  case OP_PUT: case OP_QGET: case OP_TASKDONE: case OP_QJOIN: return kind == K_QUEUE;
+  case OP_ACQUIRE: case OP_RELEASE:
+    return kind == K_LOCK || kind == K_RLOCK || kind == K_SEM || kind == K_BSEM || kind == K_COND;
+  case OP_CWAIT: case OP_NOTIFY: return kind == K_COND;
+  case OP_BWAIT: case OP_BABORT: case OP_BRESET: case OP_BINFO: return kind == K_BARRIER;
+  case OP_ESET: case OP_ECLEAR: case OP_EISSET: case OP_EWAIT: return kind == K_EVENT;
+  case OP_VSET: case OP_VGET: return kind == K_VALUE;
+  case OP_CALL: return kind == K_CUSTOM;
+  default: return 0;
+  }
+}
+
 /* Handle one request with S.mu held. *rv and *rlen: a reply payload pointing
  * into the object (copied out by the caller before unlocking). */
-static int handle(const struct req_hdr *h, const char *key, const char *val,
+static int handle(const struct req_hdr *h, uint64_t cid, const char *key, const char *val,
                   const void **rv, size_t *rlen, void **tofree) {
-  if (h->op == OP_CREATE) {
-    if (h->kind < K_DICT || h->kind > K_VALUE) return -EINVAL;
-    if (S.n == S.cap) {
-      size_t nc = S.cap ? S.cap * 2 : 16;
-      struct obj *no = realloc(S.objs, nc * sizeof *no);
-      if (!no) return -ENOMEM;
-      S.objs = no;
-      S.cap = nc;
-    }
-    static uint32_t next_id;
-    struct obj *o = &S.objs[S.n];
-    *o = (struct obj){.id = ++next_id, .kind = h->kind};
-    if (h->kind == K_VALUE && push_item(o, NULL, val, h->vlen)) return -ENOMEM;
-    S.n++;
-    return (int)o->id;
-  }
+  if (h->op == OP_CREATE) return create_obj(h, key, val);
   struct obj *o = find_obj(h->id);
   if (!o) return BL_ENOTFOUND;
   if (h->op == OP_ATTACH) return o->kind;
-  if (h->kind != o->kind) return -EINVAL;
+  if (h->kind != o->kind || !op_fits(h->op, o->kind)) return -EINVAL;
+  struct wctx c = {.cid = cid};
   size_t i = 0;
   long k;
   int rc;
+  static int64_t info[3];
   switch (h->op) {
   case OP_SET:
     if ((k = find_key(o, key)) >= 0) return replace_val(&o->v[k], val, h->vlen);
@@ -292,6 +516,7 @@ static int handle(const struct req_hdr *h, const char *key, const char *val,
   case OP_APPEND:
   case OP_PUT:
     rc = push_item(o, NULL, val, h->vlen);
+    if (rc == 0 && h->op == OP_PUT) o->unfinished++;
     pthread_cond_broadcast(&S.cv);
     return rc;
   case OP_LGET:
@@ -303,7 +528,7 @@ static int handle(const struct req_hdr *h, const char *key, const char *val,
     if ((rc = list_index(o, h->arg, &i))) return rc;
     return replace_val(&o->v[i], val, h->vlen);
   case OP_QGET:
-    if (!wait_for(&o, h->arg, has_items)) return BL_EEMPTY;
+    if (!wait_for(&o, h->arg, has_items, &c)) return BL_EEMPTY;
     /* The item leaves the queue: the caller frees it after copying. */
     *tofree = o->v[0].val;
     *rv = o->v[0].val;
@@ -311,14 +536,53 @@ static int handle(const struct req_hdr *h, const char *key, const char *val,
     memmove(&o->v[0], &o->v[1], (o->n - 1) * sizeof *o->v);
     o->n--;
     return 0;
+  case OP_TASKDONE:
+    if (o->unfinished <= 0) return BL_EOVERRELEASE;
+    if (--o->unfinished == 0) pthread_cond_broadcast(&S.cv);
+    return 0;
+  case OP_QJOIN:
+    return wait_for(&o, h->arg, all_done, &c) ? 0 : BL_ETIMEOUT;
   case OP_ACQUIRE:
-    if (!wait_for(&o, h->arg, is_free)) return BL_ETIMEOUT;
+    if (o->kind == K_RLOCK || o->kind == K_COND) return rlock_acquire(&o, h->arg, &c);
+    if (o->kind == K_SEM || o->kind == K_BSEM) {
+      if (!wait_for(&o, h->arg, sem_free, &c)) return BL_ETIMEOUT;
+      o->count--;
+      return 0;
+    }
+    if (!wait_for(&o, h->arg, is_free, &c)) return BL_ETIMEOUT;
     o->flag = 1;
     return 0;
   case OP_RELEASE:
+    if (o->kind == K_RLOCK || o->kind == K_COND) return rlock_release(o, cid);
+    if (o->kind == K_SEM || o->kind == K_BSEM) {
+      if (o->kind == K_BSEM && o->count >= o->bound) return BL_EOVERRELEASE;
+      if (o->count == INT32_MAX) return -EOVERFLOW;
+      o->count++;
+      pthread_cond_broadcast(&S.cv);
+      return 0;
+    }
     if (!o->flag) return BL_EOVERRELEASE;
     o->flag = 0;
     pthread_cond_broadcast(&S.cv);
+    return 0;
+  case OP_CWAIT:
+    return cond_wait(&o, h->arg, &c);
+  case OP_NOTIFY:
+    return cond_notify(o, h->arg, cid);
+  case OP_BWAIT:
+    return barrier_wait(&o, h->arg, &c);
+  case OP_BABORT:
+    barrier_break(o, 1);
+    return 0;
+  case OP_BRESET:
+    barrier_break(o, 0);
+    return 0;
+  case OP_BINFO:
+    info[0] = o->bound;
+    info[1] = o->flag ? 0 : o->depth;
+    info[2] = o->flag;
+    *rv = info;
+    *rlen = sizeof info;
     return 0;
   case OP_ESET:
     o->flag = 1;
@@ -330,13 +594,15 @@ static int handle(const struct req_hdr *h, const char *key, const char *val,
   case OP_EISSET:
     return o->flag;
   case OP_EWAIT:
-    return wait_for(&o, h->arg, is_set);
+    return wait_for(&o, h->arg, is_set, &c);
   case OP_VSET:
     return replace_val(&o->v[0], val, h->vlen);
   case OP_VGET:
     *rv = o->v[0].val;
     *rlen = o->v[0].len;
     return 0;
+  case OP_CALL:
+    return custom_call(o, key, val, h->vlen, rv, rlen, tofree);
   default:
     return -EINVAL;
   }
@@ -347,6 +613,12 @@ static void *serve_conn(void *arg) {
   /* Mutual authentication, server first, as billiard's Listener.accept. */
   if (deliver_challenge(fd, S.key, S.klen) || answer_challenge(fd, S.key, S.klen))
     goto out;
+  /* The connection is the owner of RLocks and Conditions, as the server
+   * thread serving it is in billiard. */
+  static uint64_t next_cid;
+  pthread_mutex_lock(&S.mu);
+  uint64_t cid = ++next_cid;
+  pthread_mutex_unlock(&S.mu);
   for (;;) {
     char *f = NULL;
     size_t flen = 0;
@@ -377,7 +649,7 @@ static void *serve_conn(void *arg) {
       bl__child_exit(0); /* the whole server: other threads die with it */
     }
     pthread_mutex_lock(&S.mu);
-    status = handle(&h, key, val, &rv, &rlen, &tofree);
+    status = handle(&h, cid, key, val, &rv, &rlen, &tofree);
     if (rlen && !(copy = malloc(rlen))) status = -ENOMEM;
     else if (rlen) memcpy(copy, rv, rlen);
     pthread_mutex_unlock(&S.mu);
@@ -829,4 +1101,172 @@ BL_API int bl_mvalue_get(bl_proxy_t *px, void **val, size_t *len) {
   PX(px, K_VALUE);
   BL_VALIDATE(val && len, -EINVAL);
   return C(px, OP_VGET, 0, NULL, NULL, 0, val, len);
+}
+
+/* ---- the rest of SyncManager's types ---- */
+
+static int create_arg(bl_manager_t *m, int kind, int64_t arg, const char *key,
+                      bl_proxy_t **px, const void *init, size_t len) {
+  BL_VALIDATE(m && px, -EINVAL);
+  *px = NULL;
+  int rc = call(m, OP_CREATE, (uint8_t)kind, 0, arg, key, init, len, NULL, NULL);
+  if (rc < 0) return rc;
+  return make_proxy(m, kind, (uint32_t)rc, px);
+}
+
+BL_API int bl_manager_joinable_queue(bl_manager_t *m, bl_proxy_t **px) {
+  return create(m, K_QUEUE, px, NULL, 0);
+}
+BL_API int bl_mqueue_task_done(bl_proxy_t *px) {
+  PX(px, K_QUEUE);
+  return C(px, OP_TASKDONE, 0, NULL, NULL, 0, NULL, NULL);
+}
+BL_API int bl_mqueue_join(bl_proxy_t *px, int timeout_ms) {
+  PX(px, K_QUEUE);
+  return C(px, OP_QJOIN, timeout_ms, NULL, NULL, 0, NULL, NULL);
+}
+
+BL_API int bl_manager_rlock(bl_manager_t *m, bl_proxy_t **px) {
+  return create(m, K_RLOCK, px, NULL, 0);
+}
+BL_API int bl_manager_semaphore(bl_manager_t *m, bl_proxy_t **px, int value) {
+  BL_VALIDATE(value >= 0, -EINVAL);
+  return create_arg(m, K_SEM, value, NULL, px, NULL, 0);
+}
+BL_API int bl_manager_bounded_semaphore(bl_manager_t *m, bl_proxy_t **px, int value) {
+  BL_VALIDATE(value >= 0, -EINVAL);
+  return create_arg(m, K_BSEM, value, NULL, px, NULL, 0);
+}
+
+static int is_acquirer(const bl_proxy_t *px) {
+  return px && (px->kind == K_LOCK || px->kind == K_RLOCK || px->kind == K_SEM ||
+                px->kind == K_BSEM || px->kind == K_COND);
+}
+BL_API int bl_macquire(bl_proxy_t *px, int timeout_ms) {
+  BL_VALIDATE(is_acquirer(px), -EINVAL);
+  return C(px, OP_ACQUIRE, timeout_ms, NULL, NULL, 0, NULL, NULL);
+}
+BL_API int bl_mrelease(bl_proxy_t *px) {
+  BL_VALIDATE(is_acquirer(px), -EINVAL);
+  return C(px, OP_RELEASE, 0, NULL, NULL, 0, NULL, NULL);
+}
+
+BL_API int bl_manager_condition(bl_manager_t *m, bl_proxy_t **px) {
+  return create(m, K_COND, px, NULL, 0);
+}
+BL_API int bl_mcond_wait(bl_proxy_t *px, int timeout_ms) {
+  PX(px, K_COND);
+  return C(px, OP_CWAIT, timeout_ms, NULL, NULL, 0, NULL, NULL);
+}
+BL_API int bl_mcond_notify(bl_proxy_t *px, int n) {
+  PX(px, K_COND);
+  return C(px, OP_NOTIFY, n, NULL, NULL, 0, NULL, NULL);
+}
+
+BL_API int bl_manager_barrier(bl_manager_t *m, bl_proxy_t **px, int parties, int timeout_ms) {
+  BL_VALIDATE(parties > 0, -EINVAL);
+  int64_t t = timeout_ms < 0 ? -1 : timeout_ms;
+  return create_arg(m, K_BARRIER, parties, NULL, px, &t, sizeof t);
+}
+BL_API int bl_mbarrier_wait(bl_proxy_t *px, int timeout_ms) {
+  PX(px, K_BARRIER);
+  int64_t t = timeout_ms == BL_MANAGER_BARRIER_DEFAULT ? BARRIER_DEFAULT
+              : timeout_ms < 0                         ? -1
+                                                       : timeout_ms;
+  return C(px, OP_BWAIT, t, NULL, NULL, 0, NULL, NULL);
+}
+BL_API int bl_mbarrier_abort(bl_proxy_t *px) {
+  PX(px, K_BARRIER);
+  return C(px, OP_BABORT, 0, NULL, NULL, 0, NULL, NULL);
+}
+BL_API int bl_mbarrier_reset(bl_proxy_t *px) {
+  PX(px, K_BARRIER);
+  return C(px, OP_BRESET, 0, NULL, NULL, 0, NULL, NULL);
+}
+BL_API int bl_mbarrier_info(bl_proxy_t *px, int *parties, int *n_waiting, int *broken) {
+  PX(px, K_BARRIER);
+  void *out = NULL;
+  size_t n = 0;
+  int rc = C(px, OP_BINFO, 0, NULL, NULL, 0, &out, &n);
+  if (rc < 0) return rc;
+  int64_t v[3] = {0, 0, 0};
+  if (n != sizeof v) rc = BL_EPROTOCOL;
+  else memcpy(v, out, sizeof v);
+  free(out);
+  if (parties) *parties = (int)v[0];
+  if (n_waiting) *n_waiting = (int)v[1];
+  if (broken) *broken = (int)v[2];
+  return rc;
+}
+
+BL_API int bl_manager_array(bl_manager_t *m, bl_proxy_t **px, size_t n, const void *fill,
+                            size_t fill_len) {
+  BL_VALIDATE(n <= ARRAY_MAX, -EINVAL);
+  return create_arg(m, K_ARRAY, (int64_t)n, NULL, px, fill, fill_len);
+}
+BL_API int bl_marray_get(bl_proxy_t *px, long index, void **val, size_t *len) {
+  PX(px, K_ARRAY);
+  BL_VALIDATE(val && len, -EINVAL);
+  return C(px, OP_LGET, index, NULL, NULL, 0, val, len);
+}
+BL_API int bl_marray_set(bl_proxy_t *px, long index, const void *val, size_t len) {
+  PX(px, K_ARRAY);
+  return C(px, OP_LSET, index, NULL, val, len, NULL, NULL);
+}
+BL_API int bl_marray_len(bl_proxy_t *px, size_t *n) {
+  PX(px, K_ARRAY);
+  BL_VALIDATE(n, -EINVAL);
+  return get_count(px, n);
+}
+
+/* ---- user types ---- */
+
+BL_API void bl_manager_type_init(bl_manager_type_t *t) {
+  if (!t) return;
+  memset(t, 0, sizeof *t);
+  t->size = sizeof *t;
+}
+
+BL_API int bl_manager_register(const char *typeid, const bl_manager_type_t *t) {
+  BL_VALIDATE(typeid && *typeid && strlen(typeid) <= BL_MANAGER_TYPEID_MAX, -EINVAL);
+  BL_VALIDATE(t && t->size == sizeof *t && t->create, -EINVAL);
+  BL_VALIDATE(t->methods || t->nmethods == 0, -EINVAL);
+  for (size_t i = 0; i < BL__ARRAY_SIZE(t->reserved); i++)
+    BL_VALIDATE(t->reserved[i] == 0, -EINVAL);
+  for (size_t i = 0; i < t->nmethods; i++)
+    BL_VALIDATE(t->methods[i].name && t->methods[i].fn &&
+                    strlen(t->methods[i].name) <= KEY_MAX, -EINVAL);
+  pthread_mutex_lock(&types_mu);
+  struct utype *u = (struct utype *)find_type(typeid);
+  int rc = 0;
+  if (!u && ntypes == TYPES_MAX) rc = -ENOSPC;
+  else if (!u) u = &types[ntypes++];
+  if (u) {
+    snprintf(u->name, sizeof u->name, "%s", typeid);
+    u->t = *t;
+  }
+  pthread_mutex_unlock(&types_mu);
+  return rc;
+}
+
+BL_API int bl_manager_create(bl_manager_t *m, const char *typeid, const void *arg, size_t len,
+                             bl_proxy_t **px) {
+  BL_VALIDATE(typeid && *typeid && strlen(typeid) <= BL_MANAGER_TYPEID_MAX, -EINVAL);
+  return create_arg(m, K_CUSTOM, 0, typeid, px, arg, len);
+}
+
+BL_API int bl_proxy_call(bl_proxy_t *px, const char *method, const void *in, size_t inlen,
+                         void **out, size_t *outlen) {
+  PX(px, K_CUSTOM);
+  BL_VALIDATE(method && *method && (!out) == (!outlen), -EINVAL);
+  void *o = NULL;
+  size_t n = 0;
+  int rc = C(px, OP_CALL, 0, method, in, inlen, &o, &n);
+  if (rc >= 0 && out) {
+    *out = o;
+    *outlen = n;
+  } else {
+    free(o);
+  }
+  return rc;
 }

@@ -316,3 +316,304 @@ Test(manager, listen_fault_point) {
   bl_manager_free(&m);
 #endif
 }
+
+Test(manager, joinable_queue_task_done_and_join) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *q = NULL;
+  cr_assert_eq(bl_manager_joinable_queue(m, &q), 0);
+  cr_expect_eq(bl_mqueue_join(q, 0), 0); /* nothing unfinished */
+  cr_expect_eq(bl_mqueue_task_done(q), BL_EOVERRELEASE);
+  cr_assert_eq(bl_mqueue_put(q, "a", 1), 0);
+  cr_assert_eq(bl_mqueue_put(q, "b", 1), 0);
+  cr_expect_eq(bl_mqueue_join(q, 20), BL_ETIMEOUT);
+  pid_t c = t_fork();
+  cr_assert_geq(c, 0);
+  if (c == 0) {
+    int rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+      void *v = NULL;
+      size_t n = 0;
+      if (bl_mqueue_get(q, &v, &n, 60000) != 0) rc = 1;
+      free(v);
+      if (rc == 0 && bl_mqueue_task_done(q) != 0) rc = 2;
+    }
+    t_exit(rc);
+  }
+  cr_expect_eq(bl_mqueue_join(q, 60000), 0); /* returns once both are done */
+  cr_expect_eq(t_wait_exit(c), 0);
+  cr_expect_eq(bl_mqueue_task_done(q), BL_EOVERRELEASE);
+  cr_expect_eq(bl_mqueue_task_done(NULL), -EINVAL);
+  bl_proxy_free(&q);
+  bl_manager_free(&m);
+}
+
+Test(manager, rlock_reentrant_and_owned_by_the_connection) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *r = NULL;
+  cr_assert_eq(bl_manager_rlock(m, &r), 0);
+  cr_expect_eq(bl_mrelease(r), BL_EOVERRELEASE); /* unheld */
+  cr_assert_eq(bl_macquire(r, -1), 0);
+  cr_assert_eq(bl_macquire(r, 0), 0); /* re-entrant */
+  pid_t c = t_fork();
+  cr_assert_geq(c, 0);
+  if (c == 0) {
+    /* Another process, another connection: neither owner nor re-entrant. */
+    int rc = bl_macquire(r, 0) != BL_ETIMEOUT ? 1 : bl_mrelease(r) != BL_EOVERRELEASE ? 2 : 0;
+    t_exit(rc);
+  }
+  cr_expect_eq(t_wait_exit(c), 0);
+  cr_expect_eq(bl_mrelease(r), 0);
+  cr_expect_eq(bl_mrelease(r), 0);
+  cr_expect_eq(bl_mrelease(r), BL_EOVERRELEASE);
+  c = t_fork();
+  cr_assert_geq(c, 0);
+  if (c == 0) t_exit(bl_macquire(r, 60000) == 0 ? 0 : 1); /* dies holding it */
+  cr_expect_eq(t_wait_exit(c), 0);
+  cr_expect_eq(bl_macquire(r, 20), BL_ETIMEOUT); /* as billiard: stays held */
+  cr_expect_eq(bl_mlock_acquire(r, 0), -EINVAL); /* Lock-only call */
+  bl_proxy_free(&r);
+  bl_manager_free(&m);
+}
+
+Test(manager, semaphores) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *s = NULL, *b = NULL, *z = NULL;
+  cr_assert_eq(bl_manager_semaphore(m, &s, 2), 0);
+  cr_assert_eq(bl_manager_bounded_semaphore(m, &b, 1), 0);
+  cr_assert_eq(bl_manager_semaphore(m, &z, 0), 0);
+  bl_proxy_t *bad = NULL;
+  cr_expect_eq(bl_manager_semaphore(m, &bad, -1), -EINVAL);
+  cr_expect_eq(bl_macquire(s, 0), 0);
+  cr_expect_eq(bl_macquire(s, 0), 0);
+  cr_expect_eq(bl_macquire(s, 20), BL_ETIMEOUT);
+  for (int i = 0; i < 3; i++) cr_expect_eq(bl_mrelease(s), 0); /* unbounded */
+  cr_expect_eq(bl_mrelease(b), BL_EOVERRELEASE);
+  cr_expect_eq(bl_macquire(b, 0), 0);
+  cr_expect_eq(bl_macquire(b, 0), BL_ETIMEOUT);
+  cr_expect_eq(bl_mrelease(b), 0);
+  pid_t c = t_fork();
+  cr_assert_geq(c, 0);
+  if (c == 0) t_exit(bl_mrelease(z) == 0 ? 0 : 1); /* any process may release */
+  cr_expect_eq(bl_macquire(z, 60000), 0);
+  cr_expect_eq(t_wait_exit(c), 0);
+  cr_expect_eq(bl_macquire(z, 0), BL_ETIMEOUT);
+  bl_proxy_free(&s);
+  bl_proxy_free(&b);
+  bl_proxy_free(&z);
+  bl_manager_free(&m);
+}
+
+Test(manager, condition_wait_notify) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *cv = NULL;
+  cr_assert_eq(bl_manager_condition(m, &cv), 0);
+  cr_expect_eq(bl_mcond_wait(cv, 0), BL_ESTATE); /* lock not held */
+  cr_expect_eq(bl_mcond_notify(cv, 1), BL_ESTATE);
+  cr_assert_eq(bl_macquire(cv, -1), 0);
+  cr_assert_eq(bl_macquire(cv, -1), 0); /* its lock is an RLock */
+  cr_expect_eq(bl_mcond_wait(cv, 20), 0); /* timed out, lock back */
+  cr_expect_eq(bl_mcond_notify(cv, 1), 0); /* nobody waits: fine */
+  pid_t c = t_fork();
+  cr_assert_geq(c, 0);
+  if (c == 0) {
+    /* Gets the lock only once the parent waits (wait releases it). */
+    int rc = bl_macquire(cv, 60000) != 0 ? 1 : bl_mcond_notify(cv, -1) != 0 ? 2
+             : bl_mrelease(cv) != 0      ? 3 : 0;
+    t_exit(rc);
+  }
+  cr_expect_eq(bl_mcond_wait(cv, 60000), 1);
+  cr_expect_eq(t_wait_exit(c), 0);
+  /* Both levels of the lock came back with the wait. */
+  cr_expect_eq(bl_mrelease(cv), 0);
+  cr_expect_eq(bl_mrelease(cv), 0);
+  cr_expect_eq(bl_mrelease(cv), BL_EOVERRELEASE);
+  bl_proxy_free(&cv);
+  bl_manager_free(&m);
+}
+
+Test(manager, barrier_trips_breaks_and_resets) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *br = NULL, *quick = NULL;
+  cr_assert_eq(bl_manager_barrier(m, &br, 3, -1), 0);
+  pid_t c[2];
+  for (int i = 0; i < 2; i++) {
+    c[i] = t_fork();
+    cr_assert_geq(c[i], 0);
+    if (c[i] == 0) {
+      int idx = bl_mbarrier_wait(br, 60000);
+      t_exit(idx >= 0 && idx < 3 ? 10 + idx : 1);
+    }
+  }
+  int idx = bl_mbarrier_wait(br, 60000);
+  cr_expect(idx >= 0 && idx < 3, "index %d", idx);
+  int sum = idx;
+  for (int i = 0; i < 2; i++) sum += t_wait_exit(c[i]) - 10;
+  cr_expect_eq(sum, 0 + 1 + 2); /* each arrival index once */
+  int parties = 0, waiting = -1, broken = -1;
+  cr_expect_eq(bl_mbarrier_info(br, &parties, &waiting, &broken), 0);
+  cr_expect(parties == 3 && waiting == 0 && broken == 0);
+  cr_expect_eq(bl_mbarrier_wait(br, 20), BL_EBROKENBARRIER); /* alone: times out */
+  cr_expect_eq(bl_mbarrier_info(br, NULL, NULL, &broken), 0);
+  cr_expect_eq(broken, 1);
+  cr_expect_eq(bl_mbarrier_wait(br, 0), BL_EBROKENBARRIER);
+  cr_expect_eq(bl_mbarrier_reset(br), 0);
+  cr_expect_eq(bl_mbarrier_info(br, NULL, NULL, &broken), 0);
+  cr_expect_eq(broken, 0);
+  cr_expect_eq(bl_mbarrier_abort(br), 0);
+  cr_expect_eq(bl_mbarrier_wait(br, -1), BL_EBROKENBARRIER);
+  cr_assert_eq(bl_manager_barrier(m, &quick, 2, 20), 0);
+  cr_expect_eq(bl_mbarrier_wait(quick, BL_MANAGER_BARRIER_DEFAULT), BL_EBROKENBARRIER);
+  bl_proxy_t *bad = NULL;
+  cr_expect_eq(bl_manager_barrier(m, &bad, 0, -1), -EINVAL);
+  bl_proxy_free(&br);
+  bl_proxy_free(&quick);
+  bl_manager_free(&m);
+}
+
+Test(manager, array_fixed_length) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *a = NULL;
+  cr_assert_eq(bl_manager_array(m, &a, 3, "0", 1), 0);
+  size_t n = 0;
+  cr_expect_eq(bl_marray_len(a, &n), 0);
+  cr_expect_eq(n, 3);
+  pid_t c = t_fork();
+  cr_assert_geq(c, 0);
+  if (c == 0) t_exit(bl_marray_set(a, -1, "zz", 2) == 0 ? 0 : 1);
+  cr_expect_eq(t_wait_exit(c), 0);
+  void *v = NULL;
+  cr_assert_eq(bl_marray_get(a, 2, &v, &n), 0);
+  cr_expect(n == 2 && memcmp(v, "zz", 2) == 0);
+  free(v);
+  cr_assert_eq(bl_marray_get(a, 0, &v, &n), 0);
+  cr_expect(n == 1 && memcmp(v, "0", 1) == 0);
+  free(v);
+  cr_expect_eq(bl_marray_get(a, 3, &v, &n), -ERANGE);
+  cr_expect_eq(bl_marray_set(a, -4, "x", 1), -ERANGE);
+  cr_expect_eq(bl_list_append(a, "x", 1), -EINVAL); /* no append */
+  bl_proxy_t *big = NULL;
+  cr_expect_eq(bl_manager_array(m, &big, (1u << 20) + 1, "0", 1), -EINVAL);
+  bl_proxy_free(&a);
+  bl_manager_free(&m);
+}
+
+/* A registered type: a 64-bit counter. */
+static int counter_create(const void *arg, size_t len, void **state) {
+  if (len != sizeof(int64_t)) return -EINVAL;
+  int64_t *c = malloc(sizeof *c);
+  if (!c) return -ENOMEM;
+  memcpy(c, arg, sizeof *c);
+  *state = c;
+  return 0;
+}
+static int counter_reply(int64_t v, void **out, size_t *outlen) {
+  if (!(*out = malloc(sizeof v))) return -ENOMEM;
+  memcpy(*out, &v, sizeof v);
+  *outlen = sizeof v;
+  return 0;
+}
+static int counter_incr(void *state, const void *in, size_t inlen, void **out, size_t *outlen) {
+  int64_t d = 1;
+  if (inlen == sizeof d) memcpy(&d, in, sizeof d);
+  return counter_reply(*(int64_t *)state += d, out, outlen);
+}
+static int counter_get(void *state, const void *in, size_t inlen, void **out, size_t *outlen) {
+  (void)in, (void)inlen;
+  return counter_reply(*(int64_t *)state, out, outlen);
+}
+static int counter_fail(void *state, const void *in, size_t inlen, void **out, size_t *outlen) {
+  (void)state, (void)in, (void)inlen, (void)outlen;
+  *out = malloc(4); /* an error drops any reply */
+  return -EDOM;
+}
+static int counter_sign(void *state, const void *in, size_t inlen, void **out, size_t *outlen) {
+  (void)in, (void)inlen, (void)out, (void)outlen;
+  return *(int64_t *)state > 0;
+}
+static const bl_manager_method_t counter_methods[] = {
+    {"incr", counter_incr}, {"get", counter_get}, {"fail", counter_fail},
+    {"positive", counter_sign}};
+
+static int64_t counter_value(bl_proxy_t *px, const char *method, int64_t arg) {
+  void *out = NULL;
+  size_t n = 0;
+  int rc = bl_proxy_call(px, method, &arg, sizeof arg, &out, &n);
+  int64_t v = -999;
+  if (rc == 0 && n == sizeof v) memcpy(&v, out, sizeof v);
+  free(out);
+  return v;
+}
+
+Test(manager, registered_type) {
+  bl_manager_type_t t;
+  bl_manager_type_init(&t);
+  t.create = counter_create;
+  t.methods = counter_methods;
+  t.nmethods = BL__ARRAY_SIZE(counter_methods);
+  cr_assert_eq(bl_manager_register("Counter", &t), 0);
+  cr_expect_eq(bl_manager_register("", &t), -EINVAL);
+  bl_manager_type_t bad = t;
+  bad.create = NULL;
+  cr_expect_eq(bl_manager_register("Bad", &bad), -EINVAL);
+  bad = t;
+  bad.reserved[0] = 1;
+  cr_expect_eq(bl_manager_register("Bad", &bad), -EINVAL);
+
+  bl_manager_t *m = start_manager();
+  cr_assert_eq(bl_manager_register("Late", &t), 0); /* after start: unknown there */
+  bl_proxy_t *px = NULL, *none = NULL;
+  int64_t start = 5;
+  cr_assert_eq(bl_manager_create(m, "Counter", &start, sizeof start, &px), 0);
+  cr_expect_eq(bl_manager_create(m, "Late", &start, sizeof start, &none), BL_ENOTFOUND);
+  cr_expect_eq(bl_manager_create(m, "Nope", NULL, 0, &none), BL_ENOTFOUND);
+  cr_expect_eq(bl_manager_create(m, "Counter", "x", 1, &none), -EINVAL); /* its create */
+  cr_expect_null(none);
+  pid_t c[2];
+  for (int i = 0; i < 2; i++) {
+    c[i] = t_fork();
+    cr_assert_geq(c[i], 0);
+    if (c[i] == 0) {
+      int rc = 0;
+      for (int k = 0; k < 10 && rc == 0; k++)
+        if (counter_value(px, "incr", 1) < 6) rc = 1;
+      t_exit(rc);
+    }
+  }
+  for (int i = 0; i < 2; i++) cr_expect_eq(t_wait_exit(c[i]), 0);
+  cr_expect_eq(counter_value(px, "get", 0), 25);
+  cr_expect_eq(counter_value(px, "incr", -30), -5);
+  cr_expect_eq(bl_proxy_call(px, "positive", NULL, 0, NULL, NULL), 0);
+  cr_expect_eq(bl_proxy_call(px, "fail", NULL, 0, NULL, NULL), -EDOM);
+  cr_expect_eq(bl_proxy_call(px, "nope", NULL, 0, NULL, NULL), BL_ENOTFOUND);
+  void *out = NULL;
+  cr_expect_eq(bl_proxy_call(px, "get", NULL, 0, &out, NULL), -EINVAL);
+  /* A proxy of another kind is not callable; a Counter is not a dict. */
+  bl_proxy_t *d = NULL;
+  cr_assert_eq(bl_manager_dict(m, &d), 0);
+  cr_expect_eq(bl_proxy_call(d, "get", NULL, 0, NULL, NULL), -EINVAL);
+  cr_expect_eq(bl_dict_set(px, "k", "v", 1), -EINVAL);
+  cr_expect_eq(bl_manager_shutdown(m), 0);
+  cr_expect_eq(bl_proxy_call(px, "get", NULL, 0, NULL, NULL), BL_ENOTRUNNING);
+  cr_expect_eq(bl_macquire(d, 0), -EINVAL);
+  bl_proxy_free(&d);
+  bl_proxy_free(&px);
+  bl_manager_free(&m);
+}
+
+Test(manager, new_types_after_shutdown_fail_clearly) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *r = NULL, *cv = NULL, *br = NULL;
+  cr_assert_eq(bl_manager_rlock(m, &r), 0);
+  cr_assert_eq(bl_manager_condition(m, &cv), 0);
+  cr_assert_eq(bl_manager_barrier(m, &br, 2, -1), 0);
+  cr_expect_eq(bl_manager_shutdown(m), 0);
+  cr_expect_eq(bl_macquire(r, -1), BL_ENOTRUNNING);
+  cr_expect_eq(bl_mcond_wait(cv, -1), BL_ENOTRUNNING);
+  cr_expect_eq(bl_mbarrier_wait(br, -1), BL_ENOTRUNNING);
+  bl_proxy_t *late = NULL;
+  cr_expect_eq(bl_manager_semaphore(m, &late, 1), BL_ESTATE);
+  bl_proxy_free(&r);
+  bl_proxy_free(&cv);
+  bl_proxy_free(&br);
+  bl_manager_free(&m);
+}

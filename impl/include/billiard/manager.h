@@ -135,6 +135,105 @@ BL_API int bl_mevent_wait(bl_proxy_t *px, int timeout_ms);
 BL_API int bl_mvalue_set(bl_proxy_t *px, const void *val, size_t len);
 BL_API int bl_mvalue_get(bl_proxy_t *px, void **val, size_t *len);
 
+/* ---- the rest of SyncManager's types ---- */
+
+/* JoinableQueue: billiard registers it as the same queue.Queue, so every
+ * manager queue has task_done/join and this is bl_manager_queue. A put
+ * counts as unfinished until a task_done; one task_done too many ->
+ * BL_EOVERRELEASE (ValueError); join waits up to timeout_ms (< 0 forever)
+ * for none unfinished -> BL_ETIMEOUT. */
+BL_API int bl_manager_joinable_queue(bl_manager_t *m, bl_proxy_t **px);
+BL_API int bl_mqueue_task_done(bl_proxy_t *px);
+BL_API int bl_mqueue_join(bl_proxy_t *px, int timeout_ms);
+
+/* RLock, Semaphore(value), BoundedSemaphore(value) (value 0..INT32_MAX):
+ * use bl_macquire / bl_mrelease (which also take a Lock or a Condition).
+ * An RLock (and a Condition's lock) is owned by the *connection*, i.e. by
+ * the calling process's handle, as billiard's by the server thread serving
+ * that connection: re-entrant there, and releasing it from elsewhere, or
+ * unheld -> BL_EOVERRELEASE (RuntimeError). Releasing a BoundedSemaphore
+ * above its value -> BL_EOVERRELEASE (ValueError). Acquire waits up to
+ * timeout_ms (< 0 forever, 0 non-blocking) -> BL_ETIMEOUT. */
+BL_API int bl_manager_rlock(bl_manager_t *m, bl_proxy_t **px);
+BL_API int bl_manager_semaphore(bl_manager_t *m, bl_proxy_t **px, int value);
+BL_API int bl_manager_bounded_semaphore(bl_manager_t *m, bl_proxy_t **px, int value);
+BL_API int bl_macquire(bl_proxy_t *px, int timeout_ms);
+BL_API int bl_mrelease(bl_proxy_t *px);
+
+/* Condition (with its own RLock, as threading.Condition()): acquire and
+ * release with bl_macquire / bl_mrelease. wait releases the lock, waits
+ * up to timeout_ms (< 0 forever) for a notify and takes the lock back:
+ * 1 notified, 0 timed out. notify wakes up to n waiters (n < 0: all,
+ * notify_all), longest waiting first. wait or notify without holding the
+ * lock -> BL_ESTATE (RuntimeError). */
+BL_API int bl_manager_condition(bl_manager_t *m, bl_proxy_t **px);
+BL_API int bl_mcond_wait(bl_proxy_t *px, int timeout_ms);
+BL_API int bl_mcond_notify(bl_proxy_t *px, int n);
+
+/* Barrier(parties, timeout): timeout_ms is the default for waits (< 0
+ * none). wait returns the arrival index 0..parties-1; it waits up to
+ * timeout_ms (BL_MANAGER_BARRIER_DEFAULT: the barrier's default, < 0
+ * forever); a timeout breaks the barrier. A broken, aborted or reset
+ * barrier fails its waiters with BL_EBROKENBARRIER; reset makes it usable
+ * again. */
+#define BL_MANAGER_BARRIER_DEFAULT (-2)
+BL_API int bl_manager_barrier(bl_manager_t *m, bl_proxy_t **px, int parties,
+                              int timeout_ms);
+BL_API int bl_mbarrier_wait(bl_proxy_t *px, int timeout_ms);
+BL_API int bl_mbarrier_abort(bl_proxy_t *px);
+BL_API int bl_mbarrier_reset(bl_proxy_t *px);
+BL_API int bl_mbarrier_info(bl_proxy_t *px, int *parties, int *n_waiting, int *broken);
+
+/* Array: n elements (n <= 2^20), each a copy of fill (byte strings);
+ * index as the list's (-ERANGE out of range); its length never changes. */
+BL_API int bl_manager_array(bl_manager_t *m, bl_proxy_t **px, size_t n,
+                            const void *fill, size_t fill_len);
+BL_API int bl_marray_get(bl_proxy_t *px, long index, void **val, size_t *len);
+BL_API int bl_marray_set(bl_proxy_t *px, long index, const void *val, size_t len);
+BL_API int bl_marray_len(bl_proxy_t *px, size_t *n);
+
+/* ---- user types: BaseManager.register(typeid, callable) ----
+ * A type is a constructor and a table of named methods, all C functions
+ * on byte strings that run in the manager process on the object's state.
+ * They run one at a time under the manager's lock: they must not block.
+ * Register before bl_manager_start (the server is forked with the table,
+ * as billiard's server gets the class registry); a typeid registered
+ * again replaces the old entry for managers started afterwards. */
+#define BL_MANAGER_TYPEID_MAX 64
+#define BL_MANAGER_TYPES_MAX 32
+
+typedef struct bl_manager_method {
+  const char *name;
+  /* in/inlen: the call's argument. Returns >= 0 (the call's result) or a
+   * negative error code; *out may be set to a malloc'd reply (freed by
+   * the manager) of *outlen bytes. */
+  int (*fn)(void *state, const void *in, size_t inlen, void **out, size_t *outlen);
+} bl_manager_method_t;
+
+typedef struct bl_manager_type {
+  size_t size; /* set by bl_manager_type_init() */
+  /* The object's state from the creation argument: 0 or a negative
+   * error. Required. */
+  int (*create)(const void *arg, size_t len, void **state);
+  const bl_manager_method_t *methods; /* kept by the caller (static) */
+  size_t nmethods;
+  uint64_t reserved[4]; /* must stay zero */
+} bl_manager_type_t;
+
+BL_API void bl_manager_type_init(bl_manager_type_t *t);
+/* 0; -EINVAL (bad typeid: empty or longer than BL_MANAGER_TYPEID_MAX, no
+ * create, a method without name or fn); -ENOSPC past BL_MANAGER_TYPES_MAX. */
+BL_API int bl_manager_register(const char *typeid, const bl_manager_type_t *type);
+/* A new object of a registered type (BL_ENOTFOUND if the server does not
+ * know the typeid; the constructor's error otherwise). */
+BL_API int bl_manager_create(bl_manager_t *m, const char *typeid, const void *arg,
+                             size_t len, bl_proxy_t **px);
+/* Call a method: its result (>= 0) or error; BL_ENOTFOUND for an unknown
+ * method. out/outlen may be NULL to drop the reply; else *out is a malloc'd
+ * copy (empty: a 1-byte buffer, *outlen 0) the caller frees. */
+BL_API int bl_proxy_call(bl_proxy_t *px, const char *method, const void *in,
+                         size_t inlen, void **out, size_t *outlen);
+
 #ifdef __cplusplus
 }
 #endif
