@@ -161,7 +161,9 @@ static const char *const base_features[] = {
     "util.noops", "util.soft_timeout", "context.executable",
     "context.forkserver_preload",
     "context", "util", "manager", "manager.connect", "manager.queue",
-    "manager.lock", "manager.event",
+    "manager.lock", "manager.event", "manager.rlock", "manager.semaphore",
+    "manager.condition", "manager.barrier", "manager.array",
+    "manager.joinable-queue", "manager.register",
     NULL};
 
 static void hello(void) {

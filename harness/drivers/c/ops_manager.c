@@ -231,6 +231,14 @@ static json_t *call_queue(proxy_rec_t *r, const char *m, json_t *args,
     return rc == BL_EEMPTY ? bcd_fail(e, "Empty", "%s", "")
                            : value_of(rc, out, n, e, m);
   }
+  if (strcmp(m, "task_done") == 0) {
+    rc = bl_mqueue_task_done(r->px);
+    if (rc == BL_EOVERRELEASE)
+      return bcd_fail(e, "ValueError", "task_done() called too many times");
+    return DONE(rc, m);
+  }
+  if (strcmp(m, "join") == 0)
+    return DONE(bl_mqueue_join(r->px, -1), m);
   if (strcmp(m, "empty") == 0) {
     if ((rc = bl_mqueue_size(r->px, &n)) < 0)
       return fail_conn(e, rc, m);
@@ -240,19 +248,143 @@ static json_t *call_queue(proxy_rec_t *r, const char *m, json_t *args,
   return count_of(rc, n, e, m);
 }
 
-static json_t *call_lock(proxy_rec_t *r, const char *m, json_t *args,
-                         bcd_err_t *e) {
+/* Lock, RLock, Semaphore, BoundedSemaphore, and a Condition's lock. */
+static json_t *call_acquirer(proxy_rec_t *r, const char *m, json_t *args,
+                             bcd_err_t *e) {
   int rc;
   if (strcmp(m, "acquire") == 0) {
-    rc = bl_mlock_acquire(r->px, block_timeout(args, 0));
+    rc = bl_macquire(r->px, block_timeout(args, 0));
     if (rc == BL_ETIMEOUT)
       return bool_of(0);
     return rc < 0 ? fail_conn(e, rc, m) : bool_of(1);
   }
-  rc = bl_mlock_release(r->px);
-  if (rc == BL_EOVERRELEASE) /* threading.Lock.release() */
-    return bcd_fail(e, "RuntimeError", "release unlocked lock");
+  rc = bl_mrelease(r->px);
+  if (rc == BL_EOVERRELEASE) { /* threading's messages */
+    const char *t = r->t->typeid;
+    if (strcmp(t, "BoundedSemaphore") == 0)
+      return bcd_fail(e, "ValueError", "Semaphore released too many times");
+    return bcd_fail(e, "RuntimeError", strcmp(t, "Lock") == 0
+                                           ? "release unlocked lock"
+                                           : "cannot release un-acquired lock");
+  }
   return DONE(rc, m);
+}
+
+static json_t *call_cond(proxy_rec_t *r, const char *m, json_t *args,
+                         bcd_err_t *e) {
+  int rc;
+  if (strcmp(m, "acquire") == 0 || strcmp(m, "release") == 0)
+    return call_acquirer(r, m, args, e);
+  if (strcmp(m, "wait") == 0)
+    rc = bl_mcond_wait(r->px, timeout_at(args, 0));
+  else if (strcmp(m, "notify") == 0)
+    rc = bl_mcond_notify(r->px, json_is_integer(arg(args, 0))
+                                    ? (int)json_integer_value(arg(args, 0))
+                                    : 1);
+  else /* notify_all */
+    rc = bl_mcond_notify(r->px, -1);
+  if (rc == BL_ESTATE)
+    return bcd_fail(e, "RuntimeError", "cannot %s on un-acquired lock",
+                    strcmp(m, "wait") == 0 ? "wait" : "notify");
+  if (rc < 0)
+    return fail_conn(e, rc, m);
+  return strcmp(m, "wait") == 0 ? bool_of(rc == 1) : json_pack("{s:n}", "value");
+}
+
+static json_t *call_barrier(proxy_rec_t *r, const char *m, json_t *args,
+                            bcd_err_t *e) {
+  int rc, parties = 0, waiting = 0, broken = 0;
+  if (strcmp(m, "wait") == 0) {
+    json_t *t = arg(args, 0);
+    rc = bl_mbarrier_wait(r->px, t == NULL || json_is_null(t)
+                                     ? BL_MANAGER_BARRIER_DEFAULT
+                                     : timeout_at(args, 0));
+    if (rc == BL_EBROKENBARRIER)
+      return bcd_fail(e, "BrokenBarrierError", "%s", "");
+    return rc < 0 ? fail_conn(e, rc, m) : json_pack("{s:i}", "value", rc);
+  }
+  if (strcmp(m, "abort") == 0)
+    return DONE(bl_mbarrier_abort(r->px), m);
+  if (strcmp(m, "reset") == 0)
+    return DONE(bl_mbarrier_reset(r->px), m);
+  rc = bl_mbarrier_info(r->px, &parties, &waiting, &broken);
+  if (rc < 0)
+    return fail_conn(e, rc, m);
+  if (strcmp(m, "broken") == 0)
+    return bool_of(broken);
+  return json_pack("{s:i}", "value", strcmp(m, "parties") == 0 ? parties : waiting);
+}
+
+static json_t *call_array(proxy_rec_t *r, const char *m, json_t *args,
+                          bcd_err_t *e) {
+  char *v = NULL;
+  size_t vn = 0, n = 0;
+  void *out = NULL;
+  int rc;
+  if (strcmp(m, "__len__") == 0) {
+    rc = bl_marray_len(r->px, &n);
+    return count_of(rc, n, e, m);
+  }
+  if (strcmp(m, "__getitem__") == 0) {
+    rc = bl_marray_get(r->px, index_of(args), &out, &n);
+    return rc == -ERANGE ? index_error(e, "array") : value_of(rc, out, n, e, m);
+  }
+  if ((rc = enc(arg(args, 1), &v, &vn)) == 0)
+    rc = bl_marray_set(r->px, index_of(args), v, vn);
+  free(v);
+  return rc == -ERANGE ? bcd_fail(e, "IndexError",
+                                  "array assignment index out of range")
+                       : DONE(rc, m);
+}
+
+/* Counter, a registered type (bl_manager_register), values as JSON text:
+ * Counter(start), incr(n=1) -> the new value, get() -> the value. */
+static int counter_create(const void *arg, size_t len, void **state) {
+  long long *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return -ENOMEM;
+  json_t *v = bcd_parse(arg, len);
+  *c = json_is_integer(v) ? (long long)json_integer_value(v) : 0;
+  json_decref(v);
+  *state = c;
+  return 0;
+}
+static int counter_reply(long long v, void **out, size_t *outlen) {
+  char buf[32];
+  int n = snprintf(buf, sizeof buf, "%lld", v);
+  if ((*out = malloc((size_t)n)) == NULL)
+    return -ENOMEM;
+  memcpy(*out, buf, (size_t)n);
+  *outlen = (size_t)n;
+  return 0;
+}
+static int counter_incr(void *state, const void *in, size_t inlen, void **out,
+                        size_t *outlen) {
+  json_t *v = bcd_parse(in, inlen);
+  long long d = json_is_integer(v) ? (long long)json_integer_value(v) : 1;
+  json_decref(v);
+  return counter_reply(*(long long *)state += d, out, outlen);
+}
+static int counter_get(void *state, const void *in, size_t inlen, void **out,
+                       size_t *outlen) {
+  (void)in, (void)inlen;
+  return counter_reply(*(long long *)state, out, outlen);
+}
+static const bl_manager_method_t counter_methods[] = {{"incr", counter_incr},
+                                                      {"get", counter_get}};
+
+static json_t *call_custom(proxy_rec_t *r, const char *m, json_t *args,
+                           bcd_err_t *e) {
+  char *in = NULL;
+  size_t n = 0;
+  void *out = NULL;
+  int rc = 0;
+  if (json_array_size(args) > 0)
+    rc = enc(arg(args, 0), &in, &n);
+  if (rc == 0)
+    rc = bl_proxy_call(r->px, m, in, n, &out, &n);
+  free(in);
+  return value_of(rc, out, n, e, m);
 }
 
 static json_t *call_event(proxy_rec_t *r, const char *m, json_t *args,
@@ -326,6 +458,61 @@ static int new_event(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) 
   (void)a, (void)e;
   return bl_manager_event(m, px);
 }
+static int new_acq(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e,
+                   const char *typeid) {
+  (void)e;
+  int value = (int)bcd_num(a, "value", 1);
+  if (strcmp(typeid, "Semaphore") == 0)
+    return bl_manager_semaphore(m, px, value);
+  return bl_manager_bounded_semaphore(m, px, value);
+}
+static int new_rlock(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
+  (void)a, (void)e;
+  return bl_manager_rlock(m, px);
+}
+static int new_sem(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
+  return new_acq(m, a, px, e, "Semaphore");
+}
+static int new_bsem(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
+  return new_acq(m, a, px, e, "BoundedSemaphore");
+}
+static int new_cond(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
+  (void)a, (void)e;
+  return bl_manager_condition(m, px);
+}
+static int new_barrier(bl_manager_t *m, json_t *a, bl_proxy_t **px,
+                       bcd_err_t *e) {
+  (void)e;
+  return bl_manager_barrier(m, px, (int)bcd_num(a, "parties", 1),
+                            bcd_timeout_ms(a, "timeout", -1));
+}
+static int new_array(bl_manager_t *m, json_t *a, bl_proxy_t **px,
+                     bcd_err_t *e) {
+  (void)e;
+  json_t *init = json_object_get(a, "init");
+  size_t n = json_is_array(init) ? json_array_size(init)
+                                 : (size_t)bcd_num(a, "size", 0);
+  int rc = bl_manager_array(m, px, n, "0", 1);
+  for (size_t i = 0; rc == 0 && i < json_array_size(init); i++) {
+    char *v;
+    size_t vn;
+    if ((rc = enc(json_array_get(init, i), &v, &vn)) == 0)
+      rc = bl_marray_set(*px, (long)i, v, vn);
+    free(v);
+  }
+  return rc;
+}
+static int new_counter(bl_manager_t *m, json_t *a, bl_proxy_t **px,
+                       bcd_err_t *e) {
+  (void)e;
+  char *v;
+  size_t n;
+  int rc = enc(json_object_get(a, "start"), &v, &n);
+  if (rc == 0)
+    rc = bl_manager_create(m, "Counter", v, n, px);
+  free(v);
+  return rc;
+}
 static int new_value(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
   (void)e;
   char *v;
@@ -343,7 +530,17 @@ static const char *const m_list[] = {"append", "__getitem__", "__setitem__",
                                      "__len__", NULL};
 static const char *const m_ns[] = {"getattr", "setattr", NULL};
 static const char *const m_queue[] = {"put", "get", "qsize", "empty", NULL};
+static const char *const m_jqueue[] = {"put",       "get",  "qsize", "empty",
+                                       "task_done", "join", NULL};
 static const char *const m_lock[] = {"acquire", "release", NULL};
+static const char *const m_cond[] = {"acquire", "release",    "wait",
+                                     "notify",  "notify_all", NULL};
+static const char *const m_barrier[] = {"wait",    "abort",     "reset",
+                                        "parties", "n_waiting", "broken",
+                                        NULL};
+static const char *const m_array[] = {"__getitem__", "__setitem__", "__len__",
+                                      NULL};
+static const char *const m_counter[] = {"incr", "get", NULL};
 static const char *const m_event[] = {"set", "clear", "is_set", "wait", NULL};
 static const char *const m_value[] = {"get", "set", NULL};
 
@@ -352,9 +549,17 @@ static const ptype_t types[] = {
     {"list", new_list, call_list, m_list},
     {"Namespace", new_ns, call_ns, m_ns},
     {"Queue", new_queue, call_queue, m_queue},
-    {"Lock", new_lock, call_lock, m_lock},
+    {"JoinableQueue", new_queue, call_queue, m_jqueue},
+    {"Lock", new_lock, call_acquirer, m_lock},
+    {"RLock", new_rlock, call_acquirer, m_lock},
+    {"Semaphore", new_sem, call_acquirer, m_lock},
+    {"BoundedSemaphore", new_bsem, call_acquirer, m_lock},
+    {"Condition", new_cond, call_cond, m_cond},
+    {"Barrier", new_barrier, call_barrier, m_barrier},
     {"Event", new_event, call_event, m_event},
     {"Value", new_value, call_value, m_value},
+    {"Array", new_array, call_array, m_array},
+    {"Counter", new_counter, call_custom, m_counter},
 };
 
 static const ptype_t *type_of(const char *typeid) {
@@ -517,11 +722,27 @@ static int p_proxy_call(const void *arg, size_t len) {
   proxy_rec_t *r = bcd_find(bcd_str(a, "proxy"), BCD_PROXY);
   const char *method = bcd_str(a, "method");
   long times = (long)bcd_num(a, "times", 1);
-  int rc = r && allowed(r->t, method) ? 0 : 2;
+  int rc = r ? 0 : 2;
   json_t *args = json_object_get(a, "args");
   json_t *own = NULL;
   if (!json_is_array(args))
     args = own = json_array();
+  json_t *calls = json_object_get(a, "calls");
+  if (json_is_array(calls)) { /* [{method, args}, ...] in order, once */
+    times = 0;
+    for (size_t i = 0; rc == 0 && r && i < json_array_size(calls); i++) {
+      json_t *c = json_array_get(calls, i), *ca = json_object_get(c, "args");
+      const char *cm = bcd_str(c, "method");
+      json_t *own_ca = json_is_array(ca) ? NULL : (ca = json_array());
+      bcd_err_t e = {{0}, {0}, NULL};
+      json_t *res = allowed(r->t, cm) ? r->t->call(r, cm, ca, &e) : NULL;
+      rc = res ? 0 : 1;
+      json_decref(res);
+      json_decref(own_ca);
+    }
+  } else if (r && !allowed(r->t, method)) {
+    rc = 2;
+  }
   for (long i = 0; rc == 0 && i < times; i++) {
     bcd_err_t e = {{0}, {0}, NULL};
     json_t *res = r->t->call(r, method, args, &e);
@@ -563,7 +784,13 @@ static int p_proxy_add(const void *arg, size_t len) {
 }
 
 int bcd_register_manager_targets(void) {
-  if (bl_register_target("proxy_call", p_proxy_call) != 0 ||
+  bl_manager_type_t t;
+  bl_manager_type_init(&t);
+  t.create = counter_create;
+  t.methods = counter_methods;
+  t.nmethods = sizeof counter_methods / sizeof counter_methods[0];
+  if (bl_manager_register("Counter", &t) != 0 ||
+      bl_register_target("proxy_call", p_proxy_call) != 0 ||
       bl_register_target("proxy_add", p_proxy_add) != 0)
     return -1;
   return 0;

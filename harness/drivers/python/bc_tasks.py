@@ -312,10 +312,54 @@ PROXY_METHODS = {
     'list': ('append', '__getitem__', '__setitem__', '__len__'),
     'Namespace': ('getattr', 'setattr'),
     'Queue': ('put', 'get', 'qsize', 'empty'),
+    'JoinableQueue': ('put', 'get', 'qsize', 'empty', 'task_done', 'join'),
     'Lock': ('acquire', 'release'),
+    'RLock': ('acquire', 'release'),
+    'Semaphore': ('acquire', 'release'),
+    'BoundedSemaphore': ('acquire', 'release'),
+    'Condition': ('acquire', 'release', 'wait', 'notify', 'notify_all'),
+    'Barrier': ('wait', 'abort', 'reset', 'parties', 'n_waiting', 'broken'),
     'Event': ('set', 'clear', 'is_set', 'wait'),
     'Value': ('get', 'set'),
+    'Array': ('__getitem__', '__setitem__', '__len__'),
+    'Counter': ('incr', 'get'),
 }
+
+
+class Counter:
+    """The registered user type of the protocol (manager.new typeid
+    Counter): BaseManager.register('Counter', Counter)."""
+
+    def __init__(self, start=0):
+        self.value = start
+
+    def incr(self, n=1):
+        self.value += n
+        return self.value
+
+    def get(self):
+        return self.value
+
+
+_manager_class = None
+
+
+def manager_class():
+    """SyncManager with Counter registered (a subclass, as billiard's
+    register() is meant to be used); importable for spawn children."""
+    global _manager_class
+    if _manager_class is None:
+        import importlib
+        base = importlib.import_module(
+            ('billiard' if os.environ.get('BC_TASKS_IMPL') == 'billiard'
+             else 'multiprocessing') +
+            '.managers').SyncManager
+
+        class BCManager(base):
+            pass
+        BCManager.register('Counter', Counter)
+        _manager_class = BCManager
+    return _manager_class
 
 
 def proxy_call(px, method, args):
@@ -332,6 +376,10 @@ def proxy_call(px, method, args):
 
 
 def p_proxy_call(a):
+    if a.get('calls') is not None:
+        for c in a['calls']:
+            proxy_call(a['proxy'], c['method'], c.get('args') or [])
+        return
     for _ in range(int(a.get('times', 1))):
         proxy_call(a['proxy'], a['method'], a.get('args') or [])
 

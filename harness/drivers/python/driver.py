@@ -64,7 +64,9 @@ COMMON_FEATURES = [
     'queue.joinable', 'queue.simple', 'lock', 'rlock', 'semaphore', 'event',
     'condition', 'barrier', 'value', 'array', 'context', 'util',
     'manager', 'manager.connect', 'manager.queue', 'manager.lock',
-    'manager.event',
+    'manager.event', 'manager.rlock', 'manager.semaphore',
+    'manager.condition', 'manager.barrier', 'manager.array',
+    'manager.joinable-queue', 'manager.register',
 ]
 BILLIARD_FEATURES = [
     'pool.callbacks.accept', 'pool.callbacks.timeout', 'pool.events.worker',
@@ -1119,9 +1121,7 @@ class Driver:
 
     # ===== managers ============================================================
     def _sync_manager(self):
-        import importlib
-        return importlib.import_module(
-            self.impl.mod.__name__ + '.managers').SyncManager
+        return bc_tasks.manager_class()
 
     def op_manager_start(self, a):
         name = self.name(a, 'manager')
@@ -1169,8 +1169,19 @@ class Driver:
             px = m.list(ta.get('init', []))
         elif typeid == 'Value':
             px = m.Value(ta.get('typecode', 'i'), ta.get('value', 0))
-        elif typeid == 'Queue':
-            px = m.Queue(ta.get('maxsize', 0) or 0)
+        elif typeid in ('Queue', 'JoinableQueue'):
+            px = getattr(m, typeid)(ta.get('maxsize', 0) or 0)
+        elif typeid in ('Semaphore', 'BoundedSemaphore'):
+            px = getattr(m, typeid)(ta.get('value', 1))
+        elif typeid == 'Barrier':
+            px = m.Barrier(int(ta.get('parties', 1)), None,
+                           seconds(ta.get('timeout')))
+        elif typeid == 'Array':
+            init = ta.get('init')
+            px = m.Array(ta.get('typecode', 'i'),
+                         init if init is not None else [0] * int(ta['size']))
+        elif typeid == 'Counter':
+            px = m.Counter(ta.get('start', 0))
         else:
             px = getattr(m, typeid)()
         self.h[name] = px
