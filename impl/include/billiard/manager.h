@@ -223,10 +223,10 @@ typedef struct bl_manager_type {
 BL_API void bl_manager_type_init(bl_manager_type_t *t);
 /* 0; -EINVAL (bad typeid: empty or longer than BL_MANAGER_TYPEID_MAX, no
  * create, a method without name or fn); -ENOSPC past BL_MANAGER_TYPES_MAX. */
-BL_API int bl_manager_register(const char *typeid, const bl_manager_type_t *type);
+BL_API int bl_manager_register(const char *type_id, const bl_manager_type_t *type);
 /* A new object of a registered type (BL_ENOTFOUND if the server does not
  * know the typeid; the constructor's error otherwise). */
-BL_API int bl_manager_create(bl_manager_t *m, const char *typeid, const void *arg,
+BL_API int bl_manager_create(bl_manager_t *m, const char *type_id, const void *arg,
                              size_t len, bl_proxy_t **px);
 /* Call a method: its result (>= 0) or error; BL_ENOTFOUND for an unknown
  * method. out/outlen may be NULL to drop the reply; else *out is a malloc'd
