@@ -359,3 +359,50 @@ static void names(const char *method) {
 
 Test(pool_methods, spawn_child_names_its_children_n_m) { names("spawn"); }
 Test(pool_methods, forkserver_child_names_its_children_n_m) { names("forkserver"); }
+
+/* ---- the registration contract ---- */
+
+static int tk_late(bl_task_ctx_t *c, const void *a, size_t n) { return tk_square(c, a, n); }
+static int tk_late_init(bl_task_ctx_t *c, const void *a, size_t n) {
+  (void)c, (void)a, (void)n;
+  return 0;
+}
+
+/* Registered at run time, as in main(): known here, unknown in a spawn
+ * worker's fresh image. The job fails there (LookupError), the worker
+ * lives on; a late initializer makes every worker exit 1 until the
+ * restart limiter breaks the pool. */
+Test(pool_methods, spawn_needs_constructor_registration) {
+  cr_assert_eq(bl_register_task("pm/late", tk_late), 0);
+  cr_assert_eq(bl_register_task("pm/late_init", tk_late_init), 0);
+  bl_pool_t *p = mpool("spawn", 1, NULL);
+  bl_result_t *r = NULL;
+  cr_assert_eq(t_apply_int(p, "pm/late", 3, NULL, &r), 0);
+  bl_error_info_t err = {0};
+  cr_expect_eq(bl_result_get(r, 30000, NULL, NULL, &err), BL_ENOTFOUND);
+  cr_expect_str_eq(bl_error_info_type(&err), "LookupError");
+  cr_expect_str_eq(err.message, "pm/late");
+  bl_error_info_clear(&err);
+  bl_result_free(&r);
+  int rc;
+  cr_expect_eq(apply_int(p, "square", 3, &rc), 9);
+  bl_pool_free(&p);
+
+  bl_pool_options_t o;
+  bl_pool_options_init(&o);
+  o.processes = 1;
+  o.start_method = "spawn";
+  o.initializer = "pm/late_init";
+  o.max_restarts = 2;
+  o.max_restart_freq_ms = 60000;
+  cr_assert_eq(bl_pool_new(&p, &o), 0);
+  rc = bl_pool_apply_async(p, "noop", NULL, 0, NULL, &r);
+  if (rc == 0) {
+    cr_expect_eq(bl_result_get(r, 60000, NULL, NULL, NULL), BL_ERESTARTFREQ);
+    bl_result_free(&r);
+  } else {
+    cr_expect_eq(rc, BL_ENOTRUNNING); /* broke before the submit */
+  }
+  cr_expect_eq(bl_pool_state(p), BL_POOL_BROKEN);
+  bl_pool_free(&p);
+}

@@ -249,7 +249,8 @@ BL_API int bl_pool_maintain_pool(bl_pool_t *pool);
  * returns how many are live). */
 BL_API unsigned bl_pool_size(const bl_pool_t *pool);
 BL_API int bl_pool_pids(bl_pool_t *pool, pid_t *pids, size_t cap);
-/* billiard's name of a live worker, "ForkPoolWorker-N" (N counts the pool
+/* billiard's name of a live worker, "ForkPoolWorker-N" ("SpawnPoolWorker-N",
+ * "ForkServerPoolWorker-N" under those start methods; N counts the pool
  * workers this process started, across pools, from 1). 0, -ESRCH (not a
  * live worker of this pool), -ERANGE (buf too short), -EINVAL. */
 BL_API int bl_pool_worker_name(bl_pool_t *pool, pid_t pid, char *buf,
