@@ -1,8 +1,9 @@
 #!/bin/sh
-# replay-driver.sh HARNESS CORPUS_DIR SCENARIO: the driver-protocol parser
-# (billiard-conform's hello/reply/event handling, static in runner.c and not
-# callable alone) fed each corpus file as a driver's whole output, via
-# --port-cmd. billiard-conform may judge the run a fail or crash (exit 1);
+# replay-driver.sh HARNESS CORPUS_DIR SCENARIO: the driver-protocol corpus end
+# to end: each file as a driver's whole output (via --port-cmd and
+# fuzz/pace-driver.sh), through billiard-conform's line framing and run loop
+# (the line parser alone is the libFuzzer target fuzz_driver_proto.c).
+# billiard-conform may judge the run a fail or crash (exit 1);
 # it must not die by a signal, hang, or trip ASan/UBSan (exit 86).
 harness=$1 corpus=$2 scenario=$3
 here=$(cd "$(dirname "$0")" && pwd)

@@ -18,6 +18,7 @@
 #include "audit.h"
 #include "driver.h"
 #include "history.h"
+#include "proto.h"
 
 #define STOP 1
 #define FAKETIME_LIB "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -64,17 +65,7 @@ static double now(const run_t *r) { return bc_now_ms() - r->t0; }
 
 /* A short, printable form of a JSON value (large values are cut). */
 static char *short_json(const json_t *v, size_t max) {
-  if (!v) return bc_xstrdup("nothing");
-  char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
-  if (!s) return bc_xstrdup("?");
-  if (strlen(s) > max) {
-    char *c = bc_asprintf("%.*s... (%zu bytes)", (int)max, s, strlen(s));
-    free(s);
-    return c;
-  }
-  char *c = bc_xstrdup(s);
-  free(s);
-  return c;
+  return bc_proto_short_json(v, max);
 }
 
 static void tl_add(run_t *r, const char *kind, json_t *obj) {
@@ -143,24 +134,15 @@ static void on_event(run_t *r, json_t *ev) {
 
 static int handle_line(run_t *r, char *line) {
   vlog(r, "<", line);
-  json_error_t jerr;
-  json_t *m = json_loads(line, 0, &jerr);
-  if (!m || !json_is_object(m)) {
-    json_decref(m);
-    return crash(r, "protocol violation: expected a JSON object line on stdout, got '%.120s'",
-                 line);
-  }
-  json_t *v = json_object_get(m, "v");
-  if (!json_is_integer(v) || json_integer_value(v) != BC_PROTOCOL) {
-    char *g = short_json(v, 40);
-    json_decref(m);
-    crash(r, "protocol violation: expected \"v\":%d in every message, got %s", BC_PROTOCOL, g);
-    free(g);
+  json_t *m = NULL;
+  char *why = NULL;
+  int kind = bc_proto_line(line, r->pending_id, &m, &why);
+  if (kind < 0) {
+    crash(r, "%s", why);
+    free(why);
     return STOP;
   }
-  json_t *ev = json_object_get(m, "event");
-  json_t *id = json_object_get(m, "id");
-  if (json_is_string(ev)) {
+  if (kind == BC_LINE_EVENT) {
     json_object_set_new(m, "_t", json_real(now(r)));
     json_array_append(r->events, m);
     json_t *t = json_deep_copy(m);
@@ -174,23 +156,9 @@ static int handle_line(run_t *r, char *line) {
     }
     tl_add(r, "event", t);
     on_event(r, m);
-  } else if (id) {
-    if (!json_is_integer(id) || json_integer_value(id) != r->pending_id) {
-      char *g = short_json(id, 40);
-      json_decref(m);
-      crash(r, "protocol violation: reply to unknown id %s", g);
-      free(g);
-      return STOP;
-    }
+  } else {
     json_decref(r->reply);
     r->reply = json_incref(m);
-  } else if (json_object_get(m, "hello")) {
-    json_decref(m);
-    return crash(r, "protocol violation: a second hello");
-  } else {
-    json_decref(m);
-    return crash(r, "protocol violation: expected a reply, an event or the hello, got '%.120s'",
-                 line);
   }
   json_decref(m);
   return 0;
@@ -259,19 +227,13 @@ static int call(run_t *r, const char *op, json_t *args, json_t **reply) {
   r->pending_id = 0;
   json_t *m = r->reply;
   r->reply = NULL;
-  json_t *ok = json_object_get(m, "ok");
-  json_t *err = json_object_get(m, "error");
-  if (!json_is_boolean(ok) ||
-      (!json_is_true(ok) && !(json_is_object(err) &&
-                              json_is_string(json_object_get(err, "type")))) ||
-      (json_is_true(ok) && json_object_get(m, "result") &&
-       !json_is_object(json_object_get(m, "result")))) {
+  if (bc_proto_check_reply(m)) {
     json_decref(m);
     return crash(r, "protocol violation: malformed reply to %s (id %ld): expected "
                     "ok:true with a result object or ok:false with error.type", op, id);
   }
-  if (!json_object_get(m, "result") && json_is_true(ok))
-    json_object_set_new(m, "result", json_object());
+  json_t *ok = json_object_get(m, "ok");
+  json_t *err = json_object_get(m, "error");
   json_t *rt = json_pack("{s:s, s:I, s:b}", "op", op, "id", (json_int_t)id, "ok", json_is_true(ok));
   if (!json_is_true(ok)) json_object_set(rt, "error", json_object_get(err, "type"));
   tl_add(r, "reply", rt);
@@ -1262,27 +1224,17 @@ static int hello(run_t *r) {
     bc_driver_pump(r->drv, (int)ceil(until - now(r)));
   }
   vlog(r, "<", line);
-  json_t *m = json_loads(line, 0, NULL);
-  json_t *h = json_object_get(m, "hello");
-  if (!json_is_object(h)) {
-    json_decref(m);
-    int rc = crash(r, "protocol violation: expected the hello as the first line, got '%.120s'", line);
-    free(line);
-    return rc;
-  }
+  json_t *h = NULL;
+  char *why = NULL;
+  int bad = bc_proto_hello(line, &h, &why);
   free(line);
-  json_t *v = json_object_get(m, "v"), *proto = json_object_get(h, "protocol");
-  if (!json_is_integer(v) || json_integer_value(v) != BC_PROTOCOL || !json_is_integer(proto) ||
-      json_integer_value(proto) != BC_PROTOCOL) {
-    char *g = short_json(json_is_integer(proto) ? proto : v, 40);
-    json_decref(m);
-    crash(r, "driver speaks protocol %s; this harness knows protocol %d only", g, BC_PROTOCOL);
-    free(g);
+  if (bad) {
+    crash(r, "%s", why);
+    free(why);
     return STOP;
   }
-  r->hello = json_incref(h);
+  r->hello = h;
   r->fds_at_hello = bc_audit_fd_count(r->drv->pid);
-  json_decref(m);
   const char *port = json_string_value(json_object_get(h, "port"));
   const char *impl = json_string_value(json_object_get(h, "impl"));
   if (impl) json_object_set_new(r->rec, "impl", json_string(impl));

@@ -11,7 +11,7 @@
 #include "expectations.h"
 #include "scenario.h"
 
-#define BC_PROTOCOL 1
+#include "proto.h" /* BC_PROTOCOL */
 
 typedef enum {
   BC_PASS, BC_FAIL, BC_XFAIL, BC_XPASS, BC_SKIP, BC_TIMEOUT, BC_CRASH, BC_OUTCOMES
