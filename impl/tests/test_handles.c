@@ -20,6 +20,11 @@
 
 #include "helpers.h"
 
+#ifdef FIU_ENABLE
+#include <fiu-control.h>
+#include <fiu.h>
+#endif
+
 #define NITEMS 50
 #define NINCR 2000
 
@@ -204,10 +209,10 @@ __attribute__((constructor)) static void reg(void) {
 /* ---- parent side ---- */
 
 static void skip_if_unsupported(const char *method) {
-  /* valgrind 3.19 has no pidfds: a spawn child looks dead as soon as it
-   * re-executes, and clone(CLONE_PARENT) is refused (test_context.c). */
-  if (strcmp(method, "fork") != 0 && t_under_valgrind())
-    cr_skip_test("spawn/forkserver need pidfds (not in valgrind 3.19)");
+  /* valgrind 3.19 refuses clone(CLONE_PARENT), which the forkserver needs
+   * (test_context.c); spawn runs under it (the death pipe crosses exec). */
+  if (strcmp(method, "forkserver") == 0 && t_under_valgrind())
+    cr_skip_test("forkserver needs clone(CLONE_PARENT) (not in valgrind 3.19)");
 }
 
 static bl_process_t *make(const char *method, const char *target) {
@@ -455,4 +460,40 @@ Test(handles, no_fd_left_after_start) {
   cr_expect_eq(finish(&p), 0);
   cr_expect_eq(t_count_fds(), before);
   bl_queue_free(&q);
+}
+
+#ifdef FIU_ENABLE
+static int second_dup(const char *name, int *failnum, void **failinfo,
+                      unsigned int *flags) {
+  (void)name; (void)failnum; (void)failinfo; (void)flags;
+  static int n;
+  return ++n == 2;
+}
+#endif
+
+Test(handles, fault_in_second_dup_unwinds) {
+#ifndef FIU_ENABLE
+  cr_skip_test("fault injection not compiled in");
+#else
+  fiu_init(0);
+  bl_lock_t *l;
+  bl_value_t *v;
+  cr_assert_eq(bl_lock_new(&l), 0);
+  bl_shared_options_t so;
+  bl_shared_options_init(&so);
+  so.use_lock = l;
+  cr_assert_eq(bl_value_new(&v, 'i', &so), 0);
+  bl_process_t *p = make("fork", "h/misuse");
+  int before = t_count_fds();
+  /* The value's fd is duplicated, its lock's is not: both go. */
+  fiu_enable_external("process/handle/dup", 1, (void *)(intptr_t)EMFILE, 0,
+                      second_dup);
+  cr_expect_eq(bl_process_add_handle(p, BL_HANDLE_VALUE, v), -EMFILE);
+  fiu_disable("process/handle/dup");
+  cr_expect_eq(t_count_fds(), before);
+  cr_expect_eq(bl_process_add_handle(p, BL_HANDLE_VALUE, v), 0, "nothing consumed");
+  bl_process_free(&p);
+  bl_value_free(&v);
+  bl_lock_free(&l);
+#endif
 }
