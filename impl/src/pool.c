@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -113,7 +115,15 @@ static void resolve(bl_pool_t *p, bl_result_t *r, int code, const char *type,
   atomic_store_explicit(&r->ready, 1, memory_order_release);
   p->unresolved--;
   if (has_cb(r)) bl__pool_defer(p, BL__DEF_RESOLVED, r, 0, 0);
+  if (r == p->claim_job) bl__pool_wake_claimer(p);
   bl__pool_notify(p);
+}
+
+void bl__pool_wake_claimer(bl_pool_t *p) {
+  if (!p->claim_job || pthread_equal(p->claimer, pthread_self())) return;
+  uint64_t one = 1;
+  ssize_t n = write(p->cwake, &one, sizeof one);
+  (void)n; /* a full counter is already a pending wake-up */
 }
 
 void bl__pool_unit_done(bl_pool_t *p, struct bl__unit *u) {
@@ -235,6 +245,10 @@ static void on_ack(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
     bl__pool_defer(p, BL__DEF_ACCEPT, r, w->pid, 0);
   if (r->soft_ms || r->hard_ms) {
     bl__tl_start(&w->tl, bl__pool_now(p), r->soft_ms, r->hard_ms);
+    /* A caller reading the pipe itself (claim_wait) saw the ACK: the
+     * driver must re-arm its timeout for the new deadline. */
+    if (!p->stepping || !pthread_equal(p->stepper, pthread_self()))
+      bl__pool_kick(p);
     if (r->kind == BL__JOB_APPLY && p->o.on_timeout_set && !r->timeout_set) {
       r->timeout_set = 1;
       bl__pool_defer(p, BL__DEF_TSET, r, 0, 0);
@@ -266,9 +280,53 @@ static void worker_protocol_error(bl_pool_t *p, struct bl__worker *w) {
   }
 }
 
+/* Apply every whole frame buffered in w->in. Returns the number handled,
+ * or BL_EPROTOCOL for a frame that does not fit the worker's pipe order.
+ * Lock held. */
+static int parse_frames(bl_pool_t *p, struct bl__worker *w, int *handled) {
+  int rc = 0;
+  for (;;) {
+    bl__pw_hdr_t h;
+    long fl = bl__pw_peek(w->in.p + w->in.off, w->in.len - w->in.off, &h);
+    if (fl == 0) break;
+    struct bl__unit *u = w->if_head;
+    /* In order: ACK (unless already taken from the shared page), then
+     * READY/FAIL, per unit. */
+    int ack = h.type == BL__PW_ACK;
+    if (fl < 0 || !u || u->job->id != h.job || u->chunk != h.chunk ||
+        (ack ? u->state != BL__U_SENT && !u->early : u->state == BL__U_SENT)) {
+      rc = BL_EPROTOCOL;
+      break;
+    }
+    const uint8_t *body = w->in.p + w->in.off + sizeof h;
+    w->in.off += (size_t)fl;
+    (*handled)++;
+    if (ack) {
+      if (u->state == BL__U_SENT) on_ack(p, w, u);
+      else u->early = 0;
+      continue;
+    }
+    w->if_head = u->next;
+    if (!w->if_head) w->if_tail = NULL;
+    w->nif--;
+    int drop = 0;
+    if (w->running == u) { /* an earlier unit's READY may follow a catch-up */
+      w->running = NULL;
+      bl__tl_stop(&w->tl);
+      drop = w->running_resolved; /* late: already failed by the limit */
+      w->running_resolved = 0;
+    }
+    if (!drop && !u->cancelled) on_outcome(p, u, &h, body);
+    if (w->term_unit == u) w->term_unit = NULL;
+    bl__pool_unit_done(p, u);
+  }
+  if (w->in.off == w->in.len) w->in.off = w->in.len = 0;
+  return rc;
+}
+
 int bl__pool_on_readable(bl_pool_t *p, struct bl__worker *w) {
   int handled = 0;
-  while (w->res_open) {
+  while (w->res_open && !w->claimed) {
     int rc = BL_FAULT("pool/result/read", EIO);
     if (rc == 0 && bl__buf_reserve(&w->in, 65536)) rc = -ENOMEM;
     ssize_t n = 0;
@@ -280,43 +338,7 @@ int bl__pool_on_readable(bl_pool_t *p, struct bl__worker *w) {
     if (rc == -EAGAIN) break;
     if (rc == 0 && n > 0) {
       w->in.len += (size_t)n;
-      for (;;) {
-        bl__pw_hdr_t h;
-        long fl = bl__pw_peek(w->in.p + w->in.off, w->in.len - w->in.off, &h);
-        if (fl == 0) break;
-        struct bl__unit *u = w->if_head;
-        /* In order: ACK (unless already taken from the shared page), then
-         * READY/FAIL, per unit. */
-        int ack = h.type == BL__PW_ACK;
-        if (fl < 0 || !u || u->job->id != h.job || u->chunk != h.chunk ||
-            (ack ? u->state != BL__U_SENT && !u->early
-                 : u->state == BL__U_SENT)) {
-          rc = BL_EPROTOCOL;
-          break;
-        }
-        const uint8_t *body = w->in.p + w->in.off + sizeof h;
-        w->in.off += (size_t)fl;
-        handled++;
-        if (ack) {
-          if (u->state == BL__U_SENT) on_ack(p, w, u);
-          else u->early = 0;
-          continue;
-        }
-        w->if_head = u->next;
-        if (!w->if_head) w->if_tail = NULL;
-        w->nif--;
-        int drop = 0;
-        if (w->running == u) { /* an earlier unit's READY may follow a catch-up */
-          w->running = NULL;
-          bl__tl_stop(&w->tl);
-          drop = w->running_resolved; /* late: already failed by the limit */
-          w->running_resolved = 0;
-        }
-        if (!drop && !u->cancelled) on_outcome(p, u, &h, body);
-        if (w->term_unit == u) w->term_unit = NULL;
-        bl__pool_unit_done(p, u);
-      }
-      if (w->in.off == w->in.len) w->in.off = w->in.len = 0;
+      rc = parse_frames(p, w, &handled);
       if (rc == 0) {
         if ((size_t)n < 4096) break; /* drained: skip the EAGAIN read */
         continue;
@@ -366,7 +388,12 @@ int bl__pool_flush(bl_pool_t *p, struct bl__worker *w) {
     int rc = BL_FAULT("pool/dispatch/write", EPIPE);
     ssize_t n = -1;
     if (rc == 0) {
-      n = write_nosig(w->task_fd, w->out.p + w->out.off, w->out.len - w->out.off);
+      /* We hold a read end too (task_rd): no SIGPIPE can arise, and the
+       * caller's signal mask need not be touched around the write. */
+      n = w->task_rd >= 0
+              ? write(w->task_fd, w->out.p + w->out.off, w->out.len - w->out.off)
+              : write_nosig(w->task_fd, w->out.p + w->out.off,
+                            w->out.len - w->out.off);
       if (n < 0) rc = -errno;
     }
     if (rc == -EINTR) continue;
@@ -387,6 +414,20 @@ int bl__pool_flush(bl_pool_t *p, struct bl__worker *w) {
 static int eligible(const bl_pool_t *p, const struct bl__worker *w) {
   return !w->stop_sent && !w->doomed && w->pidfd >= 0 &&
          (!p->o.maxtasksperchild || w->nsent < p->o.maxtasksperchild);
+}
+
+static int on_sv_thread(const bl_pool_t *p);
+
+/* Take w's result pipe out of the supervisor's epoll set for the calling
+ * thread (see claim_wait). Lock held. */
+static int claim_take(bl_pool_t *p, struct bl__worker *w, bl_result_t *r) {
+  if (epoll_ctl(p->ep, EPOLL_CTL_DEL, w->res_fd, NULL) != 0) return -1;
+  w->claimed = 1;
+  atomic_store_explicit(&r->claimed, 1, memory_order_relaxed);
+  p->claim_job = r;
+  p->claim_w = w;
+  p->claimer = pthread_self();
+  return 0;
 }
 
 static int send_unit(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
@@ -411,6 +452,11 @@ static int send_unit(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
   w->if_tail = u;
   w->nif++;
   w->nsent++;
+  /* bl_pool_apply will wait for this: claim the pipe before the frame is
+   * written, or the answer may reach the supervisor first. */
+  if (r == p->claim_want && w->nif == 1 && w->res_open && !w->claimed &&
+      !p->claim_job)
+    claim_take(p, w, r);
   return 0;
 }
 
@@ -548,7 +594,8 @@ static void set_limits(bl_pool_t *p, bl_result_t *r, const bl_apply_options_t *a
 }
 
 /* Enqueue r's units (or resolve an empty job). Frees r when refused. */
-static int enqueue(bl_pool_t *p, bl_result_t *r, bl_result_t **out) {
+static int enqueue(bl_pool_t *p, bl_result_t *r, bl_result_t **out,
+                   int will_wait) {
   pthread_mutex_lock(&p->mu);
   if (p->state != BL_POOL_RUN) {
     pthread_mutex_unlock(&p->mu);
@@ -583,7 +630,13 @@ static int enqueue(bl_pool_t *p, bl_result_t *r, bl_result_t **out) {
    * (the bookkeeping is under the pool lock, which we hold), saving the hop
    * through the supervisor. With a backlog the driver batches (many frames
    * per write), and dispatches again after each result. */
-  if (was_empty) bl__pool_dispatch(p);
+  if (was_empty) {
+    if (will_wait && p->have_thread && !p->claim_job && p->cwake >= 0 &&
+        !on_sv_thread(p))
+      p->claim_want = r;
+    bl__pool_dispatch(p);
+    p->claim_want = NULL;
+  }
   if (p->q_head) bl__pool_kick(p);
   pthread_mutex_unlock(&p->mu);
   if (out) *out = r;
@@ -599,9 +652,9 @@ static int ao_valid(const bl_apply_options_t *ao) {
   return 1;
 }
 
-BL_API int bl_pool_apply_async(bl_pool_t *pool, const char *task,
-                               const void *arg, size_t len,
-                               const bl_apply_options_t *ao, bl_result_t **out) {
+static int apply_submit(bl_pool_t *pool, const char *task, const void *arg,
+                        size_t len, const bl_apply_options_t *ao,
+                        bl_result_t **out, int will_wait) {
   BL_VALIDATE(pool && task && (arg || !len), -EINVAL);
   BL_VALIDATE(ao_valid(ao), -EINVAL);
   BL_VALIDATE(len <= BL__PW_MAX_BODY, -EMSGSIZE);
@@ -620,7 +673,13 @@ BL_API int bl_pool_apply_async(bl_pool_t *pool, const char *task,
   r->units = &r->unit1;
   r->items = &r->item1;
   set_limits(pool, r, ao);
-  return enqueue(pool, r, out);
+  return enqueue(pool, r, out, will_wait);
+}
+
+BL_API int bl_pool_apply_async(bl_pool_t *pool, const char *task,
+                               const void *arg, size_t len,
+                               const bl_apply_options_t *ao, bl_result_t **out) {
+  return apply_submit(pool, task, arg, len, ao, out, 0);
 }
 
 static int submit_many(bl_pool_t *p, int kind, const char *task,
@@ -657,7 +716,7 @@ static int submit_many(bl_pool_t *p, int kind, const char *task,
     bl__job_unref(r);
     return rc;
   }
-  return enqueue(p, r, out);
+  return enqueue(p, r, out, 0);
 }
 
 /* ------------------------------------------------------------- waiting */
@@ -701,12 +760,122 @@ static int job_ready(bl_pool_t *p, void *arg) {
   return atomic_load(&((bl_result_t *)arg)->ready);
 }
 
+/* Leader/follower for the common blocking case: an apply job that is the
+ * only unit in its worker's pipe is waited for by reading that pipe in the
+ * waiting thread, with the pipe out of the supervisor's epoll set, so the
+ * result does not hop through the supervisor thread (worker -> caller, as
+ * the floor's ping-pong). Frames are applied under the lock by the same
+ * code as the supervisor's; the supervisor keeps the worker's pidfd and
+ * time limits, and a death seen there while the pipe is claimed is handed
+ * back (cwake) rather than handled, so the exit path stays the
+ * supervisor's. Lock held; returns the worker, or NULL. */
+static struct bl__worker *claimable(bl_pool_t *p, bl_result_t *r) {
+  if (!p->have_thread || p->quit || p->claim_job || p->cwake < 0 ||
+      r->kind != BL__JOB_APPLY || on_sv_thread(p) ||
+      (r->unit1.state != BL__U_SENT && r->unit1.state != BL__U_ACKED))
+    return NULL;
+  for (size_t i = 0; i < p->nw; i++) {
+    struct bl__worker *w = p->w[i];
+    if (w->if_head == &r->unit1)
+      return w->nif == 1 && w->res_open && !w->claimed && w->pidfd >= 0 ? w
+                                                                      : NULL;
+  }
+  return NULL;
+}
+
+static void unclaim(bl_pool_t *p, struct bl__worker *w) {
+  w->claimed = 0;
+  atomic_store_explicit(&p->claim_job->claimed, 0, memory_order_relaxed);
+  p->claim_job = NULL;
+  p->claim_w = NULL;
+  if (w->res_open) {
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = &w->tag_res};
+    if (epoll_ctl(p->ep, EPOLL_CTL_ADD, w->res_fd, &e) != 0) {
+      /* Cannot watch it again: the worker is of no more use. */
+      w->res_open = 0;
+      worker_protocol_error(p, w);
+    }
+  }
+  if (w->exit_parked) {
+    /* Level-triggered and ready: the supervisor wakes and reaps it. */
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = &w->tag_pid};
+    w->exit_parked = 0;
+    epoll_ctl(p->ep, EPOLL_CTL_ADD, w->pidfd, &e);
+  }
+}
+
+static int claim_wait(bl_pool_t *p, bl_result_t *r, struct bl__worker *w,
+                      int timeout_ms) {
+  uint64_t end = timeout_ms < 0 ? UINT64_MAX
+                                : bl_monotonic_ns() + (uint64_t)timeout_ms * BL__NS_PER_MS;
+  int rc = 0;
+  while (!atomic_load_explicit(&r->ready, memory_order_relaxed) &&
+         w->res_open && !w->exit_parked) {
+    uint64_t now = bl_monotonic_ns();
+    if (now >= end) {
+      rc = BL_ETIMEOUT;
+      break;
+    }
+    int ms = end == UINT64_MAX ? -1 : (int)((end - now + BL__NS_PER_MS - 1) / BL__NS_PER_MS);
+    int err = bl__buf_reserve(&w->in, 65536);
+    pthread_mutex_unlock(&p->mu);
+    /* Unlocked: w->in and the pipe are ours while claimed. */
+    struct pollfd pf[2] = {{.fd = w->res_fd, .events = POLLIN},
+                           {.fd = p->cwake, .events = POLLIN}};
+    ssize_t n = -1;
+    int pr = err ? -1 : poll(pf, 2, ms);
+    if (pr < 0 && !err && errno != EINTR) err = -errno;
+    if (pr > 0 && pf[1].revents) {
+      uint64_t junk; /* re-checked below, under the lock */
+      if (read(p->cwake, &junk, sizeof junk) < 0) junk = 0;
+    }
+    if (pr > 0 && pf[0].revents) {
+      err = BL_FAULT("pool/result/read", EIO);
+      if (!err) {
+        n = read(w->res_fd, w->in.p + w->in.len, w->in.cap - w->in.len);
+        if (n < 0) err = errno == EINTR || errno == EAGAIN ? 0 : -errno;
+      }
+    }
+    pthread_mutex_lock(&p->mu);
+    int handled = 0;
+    if (n > 0) {
+      w->in.len += (size_t)n;
+      err = parse_frames(p, w, &handled);
+      /* A worker got free: queued work must not wait for the driver. */
+      if (handled && p->q_head) bl__pool_dispatch(p);
+    }
+    if (pr < 0 && err) break; /* cannot poll: wait the usual way */
+    if (n == 0 || err) {
+      /* As in bl__pool_on_readable: EOF, or a worker not to be trusted. */
+      if (err) worker_protocol_error(p, w);
+      w->res_open = 0;
+    }
+  }
+  unclaim(p, w);
+  if (rc == 0 && !atomic_load_explicit(&r->ready, memory_order_relaxed)) {
+    uint64_t now = bl_monotonic_ns();
+    int ms = end == UINT64_MAX ? -1
+             : now >= end      ? 0
+                               : (int)((end - now + BL__NS_PER_MS - 1) / BL__NS_PER_MS);
+    rc = wait_locked(p, job_ready, r, ms);
+  }
+  return rc;
+}
+
 BL_API int bl_result_wait(bl_result_t *r, int timeout_ms) {
   BL_VALIDATE(r, -EINVAL);
-  if (atomic_load_explicit(&r->ready, memory_order_acquire)) return 0;
+  if (atomic_load_explicit(&r->ready, memory_order_acquire) &&
+      !atomic_load_explicit(&r->claimed, memory_order_relaxed))
+    return 0;
   bl_pool_t *p = r->pool;
   pthread_mutex_lock(&p->mu);
-  int rc = wait_locked(p, job_ready, r, timeout_ms);
+  struct bl__worker *w = NULL;
+  if (p->claim_job == r && pthread_equal(p->claimer, pthread_self()))
+    w = p->claim_w; /* taken at dispatch by bl_pool_apply */
+  else if ((w = claimable(p, r)) && claim_take(p, w, r) != 0)
+    w = NULL;
+  int rc = w ? claim_wait(p, r, w, timeout_ms)
+             : wait_locked(p, job_ready, r, timeout_ms);
   pthread_mutex_unlock(&p->mu);
   return rc;
 }
@@ -785,7 +954,7 @@ BL_API int bl_pool_apply(bl_pool_t *pool, const char *task, const void *arg,
                          size_t len, const bl_apply_options_t *ao,
                          void **value, size_t *vlen, bl_error_info_t *err) {
   bl_result_t *r = NULL;
-  int rc = bl_pool_apply_async(pool, task, arg, len, ao, &r);
+  int rc = apply_submit(pool, task, arg, len, ao, &r, 1);
   if (rc) return rc;
   const void *v;
   size_t l;
@@ -1237,7 +1406,7 @@ BL_API int bl_pool_new(bl_pool_t **out, const bl_pool_options_t *o) {
   p->o = *o;
   p->method = method;
   p->o.start_method = bl__method_name(method);
-  p->ep = p->evfd = p->tfd = -1;
+  p->ep = p->evfd = p->tfd = p->cwake = -1;
   if (!p->o.prefetch) p->o.prefetch = 1;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   p->target = o->processes ? o->processes : (unsigned)(ncpu > 0 ? ncpu : 1);

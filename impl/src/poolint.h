@@ -66,6 +66,7 @@ struct bl_result {
   bl_error_info_t err;
   atomic_int pid;              /* read without the lock */
   atomic_int accepted;
+  atomic_int claimed;          /* a caller holds its worker's pipe */
   int timeout_set;            /* on_timeout_set fired: cancel due */
   uint32_t soft_ms, hard_ms;  /* effective limits */
   bl_apply_options_t ao;
@@ -94,6 +95,9 @@ struct bl__worker {
   unsigned no;                /* N of its name, ForkPoolWorker-N */
   int pidfd, task_fd, res_fd;
   int st_fd;                  /* spawn/forkserver start status, read end */
+  int task_rd;                /* our copy of the task pipe's read end: a
+                               * write to a dead worker never raises
+                               * SIGPIPE (its pidfd reports the death) */
   struct bl__wshm *shm;
   struct bl__unit *if_head, *if_tail; /* in flight, in pipe order */
   unsigned nif;
@@ -101,7 +105,12 @@ struct bl__worker {
   uint64_t seq;               /* last TASK frame number sent */
   bl__buf_t out, in;
   int out_armed;              /* EPOLLOUT registered */
-  int res_open;               /* result pipe still in the epoll set */
+  int res_open;               /* result pipe still open for reading */
+  int claimed;                /* a waiting caller reads the result pipe
+                               * itself (out of the epoll set, w->in is
+                               * the caller's until it lets go) */
+  int exit_parked;            /* pidfd fired while claimed: out of the
+                               * epoll set until the claim ends */
   int stop_sent;              /* STOP queued: takes no more work */
   int retire;                 /* do not replace (shrink) */
   int doomed;                 /* signalled to die: takes no more work */
@@ -143,6 +152,12 @@ struct bl_pool {
   size_t qlen;
   size_t unresolved;          /* jobs not yet resolved */
   int ep, evfd, tfd;
+  int cwake;                  /* eventfd: wakes the claiming caller */
+  bl_result_t *claim_job;     /* the job a caller waits for by reading its
+                               * worker's pipe itself (one at a time) */
+  pthread_t claimer;
+  struct bl__worker *claim_w;
+  bl_result_t *claim_want;    /* bl_pool_apply: claim when dispatching */
   struct bl__tag tag_ev, tag_timer;
   int awake;                  /* a driver is between wake-up and sleep */
   int kicked;                 /* the eventfd has been written */
@@ -173,6 +188,9 @@ int bl__pool_flush(bl_pool_t *p, struct bl__worker *w);
 /* "ForkPoolWorker", "SpawnPoolWorker" or "ForkServerPoolWorker". */
 const char *bl__pool_worker_prefix(const bl_pool_t *p);
 int bl__pool_on_readable(bl_pool_t *p, struct bl__worker *w);
+/* A caller reading w's pipe itself must see the worker's exit (or its job
+ * resolved by another thread). Lock held. */
+void bl__pool_wake_claimer(bl_pool_t *p);
 /* Fail the unit's job (map: the job; imap: that chunk) with code/message. */
 void bl__pool_fail_unit(bl_pool_t *p, struct bl__unit *u, int code,
                         const char *type, const char *msg);

@@ -61,6 +61,12 @@ int bl__sv_init(bl_pool_t *p) {
   if (rc) return rc;
   p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (p->evfd < 0) return -errno;
+  if (p->o.threads) {
+    /* Only a thread other than the driver can wait on a worker's pipe
+     * itself (see claim_wait in pool.c). */
+    p->cwake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (p->cwake < 0) return -errno;
+  }
   p->tag_ev.kind = BL__TAG_EVENT;
   if ((rc = ep_add(p, p->evfd, EPOLLIN, &p->tag_ev))) return rc;
   if (!p->o.threads) {
@@ -79,6 +85,7 @@ int bl__sv_init(bl_pool_t *p) {
 static void free_worker(struct bl__worker *w) {
   bl__close(&w->st_fd);
   bl__close(&w->task_fd);
+  bl__close(&w->task_rd);
   bl__close(&w->res_fd);
   bl__close(&w->pidfd);
   if (w->shm) munmap(w->shm, sizeof *w->shm);
@@ -101,6 +108,7 @@ void bl__sv_fini(bl_pool_t *p) {
   p->nw = 0;
   bl__close(&p->tfd);
   bl__close(&p->evfd);
+  bl__close(&p->cwake);
   bl__close(&p->ep);
 }
 
@@ -123,7 +131,7 @@ static void signal_tree(bl_pool_t *p, struct bl__worker *w, int sig) {
 
 void bl__sv_close_res(bl_pool_t *p, struct bl__worker *w) {
   if (!w->res_open) return;
-  epoll_ctl(p->ep, EPOLL_CTL_DEL, w->res_fd, NULL);
+  if (!w->claimed) epoll_ctl(p->ep, EPOLL_CTL_DEL, w->res_fd, NULL);
   w->res_open = 0;
 }
 
@@ -248,7 +256,7 @@ int bl__sv_spawn(bl_pool_t *p) {
   /* Reachable from the pool even in a child killed before it is listed
    * (valgrind would call it lost). */
   p->w[p->nw] = w;
-  w->pidfd = w->task_fd = w->res_fd = w->st_fd = -1;
+  w->pidfd = w->task_fd = w->task_rd = w->res_fd = w->st_fd = -1;
   w->kill_at = BL__TL_NEVER;
   bl__tl_stop(&w->tl);
   int tp[2] = {-1, -1}, rp[2] = {-1, -1}, mfd = -1, rc;
@@ -275,12 +283,14 @@ int bl__sv_spawn(bl_pool_t *p) {
     close(rp[0]);
     for (size_t i = 0; i < p->nw; i++) {
       bl__close(&p->w[i]->task_fd);
+      bl__close(&p->w[i]->task_rd);
       bl__close(&p->w[i]->res_fd);
       bl__close(&p->w[i]->pidfd);
     }
     bl__close(&p->ep);
     bl__close(&p->evfd);
     bl__close(&p->tfd);
+    bl__close(&p->cwake);
     struct bl__worker_cfg cfg = {
         .task_fd = tp[0], .res_fd = rp[1], .shm = w->shm,
         .initializer = p->o.initializer, .initarg = p->o.initarg,
@@ -289,8 +299,9 @@ int bl__sv_spawn(bl_pool_t *p) {
         .on_exit = p->o.on_process_exit, .user = p->o.user};
     bl__worker_main(&cfg);
   }
-  bl__close(&tp[0]);
   bl__close(&rp[1]);
+  w->task_rd = tp[0];
+  tp[0] = -1;
   w->pid = pid;
   if (!w->no) w->no = atomic_fetch_add(&worker_counter, 1) + 1;
   w->task_fd = tp[1];
@@ -485,7 +496,8 @@ static uint64_t apply_limits(bl_pool_t *p, uint64_t now) {
   uint64_t next = BL__TL_NEVER;
   for (size_t i = 0; i < p->nw; i++) {
     struct bl__worker *w = p->w[i];
-    if (w->running && !w->running_resolved && bl__tl_next(&w->tl) <= now) {
+    if (w->running && !w->running_resolved && bl__tl_next(&w->tl) <= now &&
+        !w->claimed) {
       /* A result may already wait in the pipe: read it before judging. */
       bl__pool_on_readable(p, w);
     }
@@ -637,7 +649,15 @@ int bl__sv_step(bl_pool_t *p, int timeout_ms) {
       if (w->pidfd >= 0 && bl__pool_flush(p, w) != 1) bl__sv_arm_out(p, w, 0);
       break;
     case BL__TAG_PID:
-      if (w->pidfd >= 0) on_worker_exit(p, w);
+      if (w->pidfd >= 0 && w->claimed && !w->exit_parked) {
+        /* A caller reads its pipe: let it finish, then reap (unclaim
+         * puts the pidfd back, still readable). */
+        epoll_ctl(p->ep, EPOLL_CTL_DEL, w->pidfd, NULL);
+        w->exit_parked = 1;
+        bl__pool_wake_claimer(p);
+      } else if (w->pidfd >= 0 && !w->exit_parked) {
+        on_worker_exit(p, w);
+      }
       break;
     }
   }
