@@ -54,15 +54,16 @@ void bl__job_unref(bl_result_t *r) {
   if (r->kind == BL__JOB_APPLY) {
     free(r->buf1);
   } else {
-    for (size_t c = 0; c < r->nchunks; c++) {
-      free(r->chunkbuf[c]);
-      if (r->cherr) bl_error_info_clear(&r->cherr[c]);
+    for (size_t c = 0; r->chunks && c < r->nchunks; c++) {
+      free(r->chunks[c].buf);
+      free(r->chunks[c].off);
     }
-    free(r->chunkbuf);
+    for (size_t c = 0; r->cherr && c < r->nchunks; c++)
+      bl_error_info_clear(&r->cherr[c]);
+    free(r->chunks);
     free(r->cherr);
     free(r->chcode);
     free(r->done_order);
-    free(r->items);
     free(r->units);
     free(r->argoff);
     free(r->arglen);
@@ -206,24 +207,36 @@ static void on_outcome(bl_pool_t *p, struct bl__unit *u, const bl__pw_hdr_t *h,
     resolve(p, r, 0, NULL, NULL, NULL);
     return;
   }
-  /* map/imap chunk: one copy of the body, items point into it */
+  /* map/imap chunk: one copy of the body, kept as it is; items are found
+   * by stride (same lengths) or by an offset table. */
   size_t first = (size_t)u->chunk * r->chunksize;
   size_t n = r->nitems - first < r->chunksize ? r->nitems - first : r->chunksize;
-  uint8_t *copy = malloc(h->len ? h->len : 1);
-  if (!copy || h->nitems != n) {
-    free(copy);
-    bl__pool_fail_unit(p, u, copy ? BL_EPROTOCOL : -ENOMEM, NULL, NULL);
-    return;
-  }
-  memcpy(copy, body, h->len);
-  r->chunkbuf[u->chunk] = copy;
-  size_t cur = 0;
-  for (size_t i = 0; i < n; i++) {
+  uint8_t *copy = h->nitems == n ? malloc(h->len ? h->len : 1) : NULL;
+  int bad = !copy ? (h->nitems == n ? -ENOMEM : BL_EPROTOCOL) : 0;
+  size_t cur = 0, l0 = 0;
+  int same = 1;
+  if (!bad) memcpy(copy, body, h->len);
+  for (size_t i = 0; !bad && i < n; i++) {
     const uint8_t *it;
     size_t len;
-    if (bl__pw_next_item(copy, h->len, &cur, &it, &len)) break;
-    r->items[first + i] = (struct bl__item){it, len};
+    if (bl__pw_next_item(copy, h->len, &cur, &it, &len)) bad = BL_EPROTOCOL;
+    else if (i == 0) l0 = len;
+    else if (len != l0) same = 0;
   }
+  uint32_t *off = NULL;
+  if (!bad && !same && !(off = malloc(n * sizeof *off))) bad = -ENOMEM;
+  for (size_t i = 0, o = 0; off && i < n; i++) {
+    uint32_t l;
+    off[i] = (uint32_t)o;
+    memcpy(&l, copy + o, 4);
+    o += 4 + (size_t)l;
+  }
+  if (bad) {
+    free(copy);
+    bl__pool_fail_unit(p, u, bad, NULL, NULL);
+    return;
+  }
+  r->chunks[u->chunk] = (struct bl__chunk){copy, off, (uint32_t)(4 + l0)};
   if (r->kind == BL__JOB_MAP) {
     if (++r->ndone == r->nchunks) resolve(p, r, 0, NULL, NULL, NULL);
   } else {
@@ -290,14 +303,17 @@ static int parse_frames(bl_pool_t *p, struct bl__worker *w, int *handled) {
     long fl = bl__pw_peek(w->in.p + w->in.off, w->in.len - w->in.off, &h);
     if (fl == 0) break;
     struct bl__unit *u = w->if_head;
-    /* In order: ACK (unless already taken from the shared page), then
-     * READY/FAIL, per unit. */
+    /* In order, per unit: ACK when the TASK asked for one (unless already
+     * taken from the shared page), then READY/FAIL; without one, the
+     * outcome itself says the unit ran. */
     int ack = h.type == BL__PW_ACK;
     if (fl < 0 || !u || u->job->id != h.job || u->chunk != h.chunk ||
-        (ack ? u->state != BL__U_SENT && !u->early : u->state == BL__U_SENT)) {
+        (ack ? !u->ackf || (u->state != BL__U_SENT && !u->early)
+             : u->state == BL__U_SENT && u->ackf)) {
       rc = BL_EPROTOCOL;
       break;
     }
+    if (!ack && u->state == BL__U_SENT) on_ack(p, w, u);
     const uint8_t *body = w->in.p + w->in.off + sizeof h;
     w->in.off += (size_t)fl;
     (*handled)++;
@@ -441,8 +457,8 @@ static int send_unit(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
                                      r->args, r->argoff, r->arglen, i0,
                                      (uint32_t)n);
   if (rc) return rc;
-  if (r->ao.accept_callback || r->soft_ms || r->hard_ms)
-    w->out.p[at + offsetof(bl__pw_hdr_t, flags)] = BL__PW_F_ACK;
+  u->ackf = r->ao.accept_callback || r->soft_ms || r->hard_ms;
+  if (u->ackf) w->out.p[at + offsetof(bl__pw_hdr_t, flags)] = BL__PW_F_ACK;
   u->state = BL__U_SENT;
   u->early = 0;
   u->seq = ++w->seq;
@@ -671,7 +687,6 @@ static int apply_submit(bl_pool_t *pool, const char *task, const void *arg,
   r->arglen = &r->len1;
   r->nitems = r->chunksize = r->nchunks = 1;
   r->units = &r->unit1;
-  r->items = &r->item1;
   set_limits(pool, r, ao);
   return enqueue(pool, r, out, will_wait);
 }
@@ -702,11 +717,10 @@ static int submit_many(bl_pool_t *p, int kind, const char *task,
   size_t nc = r->nchunks ? r->nchunks : 1;
   if (rc == 0) {
     r->units = calloc(nc, sizeof *r->units);
-    r->items = calloc(n ? n : 1, sizeof *r->items);
-    r->chunkbuf = calloc(nc, sizeof *r->chunkbuf);
+    r->chunks = calloc(nc, sizeof *r->chunks);
     if (kind != BL__JOB_MAP) r->chcode = calloc(nc, sizeof *r->chcode);
     if (kind == BL__JOB_IMAPU) r->done_order = calloc(nc, sizeof *r->done_order);
-    if (!r->units || !r->items || !r->chunkbuf ||
+    if (!r->units || !r->chunks ||
         (kind != BL__JOB_MAP && !r->chcode) ||
         (kind == BL__JOB_IMAPU && !r->done_order))
       rc = -ENOMEM;
@@ -938,13 +952,28 @@ BL_API uint64_t bl_result_job_id(const bl_result_t *r) { return r ? r->id : 0; }
 
 BL_API size_t bl_result_count(const bl_result_t *r) { return r ? r->nitems : 0; }
 
+/* Item i of a ready map job, or of an ended imap chunk. */
+static void item_at(const bl_result_t *r, size_t i, const void **value,
+                    size_t *len) {
+  if (r->kind == BL__JOB_APPLY) {
+    if (value) *value = r->item1.p;
+    if (len) *len = r->item1.len;
+    return;
+  }
+  const struct bl__chunk *ch = &r->chunks[i / r->chunksize];
+  size_t k = i % r->chunksize, o = ch->off ? ch->off[k] : k * ch->stride;
+  uint32_t l;
+  memcpy(&l, ch->buf + o, 4);
+  if (value) *value = ch->buf + o + 4;
+  if (len) *len = l;
+}
+
 BL_API int bl_result_item(const bl_result_t *r, size_t i, const void **value,
                           size_t *len) {
   BL_VALIDATE(r, -EINVAL);
   if (!bl_result_ready(r) || r->code) return BL_ESTATE;
   if (i >= r->nitems) return -ERANGE;
-  if (value) *value = r->items[i].p;
-  if (len) *len = r->items[i].len;
+  item_at(r, i, value, len);
   return 0;
 }
 
@@ -1082,8 +1111,7 @@ BL_API int bl_imap_next(bl_imap_t *it, int timeout_ms, const void **value,
       else it->pos = first + cn;
     } else {
       item = r->kind == BL__JOB_IMAPU ? first + it->sub : it->pos;
-      if (value) *value = r->items[item].p;
-      if (len) *len = r->items[item].len;
+      item_at(r, item, value, len);
       if (r->kind == BL__JOB_IMAPU) {
         if (++it->sub >= cn) it->pos++, it->sub = 0;
       } else {

@@ -30,12 +30,22 @@ struct bl__unit {
   uint8_t state;
   uint8_t cancelled;  /* terminate_job before it started: drop, don't run */
   uint8_t early;      /* ACKED from the shared page; its ACK frame is due */
+  uint8_t ackf;       /* sent with BL__PW_F_ACK: an ACK frame will come */
   uint64_t seq;       /* the worker's frame number while SENT/ACKED */
 };
 
 struct bl__item {
   const uint8_t *p;
   size_t len;
+};
+
+/* A map chunk's results: the READY body (items with their 4-byte length
+ * prefixes) kept as it came; item k is at k * stride when all items have
+ * the same length (the common case: no per-item table), else at off[k]. */
+struct bl__chunk {
+  uint8_t *buf;
+  uint32_t *off;
+  uint32_t stride;
 };
 
 struct bl_result {
@@ -57,8 +67,7 @@ struct bl_result {
   size_t units_open;          /* units not DONE; the pool's reference */
   size_t nacked, ndone;
   /* outputs */
-  struct bl__item *items;     /* nitems */
-  uint8_t **chunkbuf;         /* nchunks payload copies */
+  struct bl__chunk *chunks;   /* map/imap: nchunks READY bodies */
   int *chcode;                /* imap: per-chunk outcome */
   bl_error_info_t *cherr;     /* imap: per-chunk error (NULL until needed) */
   size_t *done_order;         /* imap_unordered: chunks by completion */

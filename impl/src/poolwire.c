@@ -1,4 +1,5 @@
 /* poolwire.c: encoding and decoding of pool frames (see poolwire.h). */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,18 +104,24 @@ int bl__pw_ready_begin(bl__buf_t *b, uint64_t job, uint32_t chunk, size_t *at) {
   return put_hdr(b, BL__PW_READY, job, chunk, at);
 }
 
+void bl__pw_ready_end(bl__buf_t *b, size_t at, uint32_t nitems) {
+  /* memcpy, not a header pointer: frames are packed, at may be unaligned */
+  uint32_t hl = (uint32_t)(b->len - at - sizeof(bl__pw_hdr_t));
+  memcpy(b->p + at + offsetof(bl__pw_hdr_t, len), &hl, sizeof hl);
+  memcpy(b->p + at + offsetof(bl__pw_hdr_t, nitems), &nitems, sizeof nitems);
+}
+
 int bl__pw_ready_item(bl__buf_t *b, size_t at, const void *d, size_t n) {
-  if (n > BL__PW_MAX_BODY || hdr_at(b, at)->len + 4 + n > BL__PW_MAX_BODY)
+  uint32_t ni;
+  if (n > BL__PW_MAX_BODY ||
+      b->len - at - sizeof(bl__pw_hdr_t) + 4 + n > BL__PW_MAX_BODY)
     return -EMSGSIZE;
-  int rc = bl__buf_reserve(b, 4 + n);
-  if (rc) return rc;
-  uint32_t l = (uint32_t)n;
-  memcpy(b->p + b->len, &l, 4);
-  if (n) memcpy(b->p + b->len + 4, d, n);
-  b->len += 4 + n;
-  bl__pw_hdr_t *h = hdr_at(b, at);
-  h->len += 4 + (uint32_t)n;
-  h->nitems++;
+  uint8_t *slot = bl__pw_ready_slot(b, at, n);
+  if (!slot) return -ENOMEM;
+  if (n) memcpy(slot, d, n);
+  bl__pw_ready_commit(b, n);
+  memcpy(&ni, b->p + at + offsetof(bl__pw_hdr_t, nitems), sizeof ni);
+  bl__pw_ready_end(b, at, ni + 1);
   return 0;
 }
 
@@ -149,18 +156,6 @@ long bl__pw_peek(const uint8_t *p, size_t avail, bl__pw_hdr_t *h) {
   if (h->type == BL__PW_TASK && h->namelen > h->len) return BL_EPROTOCOL;
   if (avail - sizeof *h < h->len) return 0;
   return (long)(sizeof *h + h->len);
-}
-
-int bl__pw_next_item(const uint8_t *body, size_t blen, size_t *cursor,
-                     const uint8_t **item, size_t *ilen) {
-  uint32_t l;
-  if (*cursor + 4 > blen) return BL_EPROTOCOL;
-  memcpy(&l, body + *cursor, 4);
-  if (l > blen - *cursor - 4) return BL_EPROTOCOL;
-  *item = body + *cursor + 4;
-  *ilen = l;
-  *cursor += 4 + (size_t)l;
-  return 0;
 }
 
 int bl__pw_get_fail(const uint8_t *body, size_t blen, bl__pw_fail_t *f) {

@@ -12,6 +12,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include <billiard/errors.h>
 
 enum { BL__PW_TASK = 1, BL__PW_STOP, BL__PW_ACK, BL__PW_READY, BL__PW_FAIL };
 
@@ -56,6 +59,23 @@ int bl__pw_put_simple(bl__buf_t *b, uint8_t type, uint64_t job, uint32_t chunk);
 /* READY built incrementally: begin, add items, end (patches the header). */
 int bl__pw_ready_begin(bl__buf_t *b, uint64_t job, uint32_t chunk, size_t *at);
 int bl__pw_ready_item(bl__buf_t *b, size_t at, const void *d, size_t n);
+/* A READY frame being built at the end of b (header at `at`) can also take
+ * items written in place: bl__pw_ready_slot gives room for n bytes after
+ * the length prefix (NULL if too big for the frame or out of memory; b may
+ * move), bl__pw_ready_commit adds the item; bl__pw_ready_end then sets the
+ * header's length and item count once. */
+static inline uint8_t *bl__pw_ready_slot(bl__buf_t *b, size_t at, size_t n) {
+  size_t body = b->len - at - sizeof(bl__pw_hdr_t);
+  if (n > BL__PW_MAX_BODY || body + 4 + n > BL__PW_MAX_BODY) return NULL;
+  if (b->len + 4 + n > b->cap && bl__buf_reserve(b, 4 + n)) return NULL;
+  return b->p + b->len + 4;
+}
+static inline void bl__pw_ready_commit(bl__buf_t *b, size_t n) {
+  uint32_t l = (uint32_t)n;
+  memcpy(b->p + b->len, &l, 4);
+  b->len += 4 + n;
+}
+void bl__pw_ready_end(bl__buf_t *b, size_t at, uint32_t nitems);
 int bl__pw_put_fail(bl__buf_t *b, uint64_t job, uint32_t chunk, int code,
                     const char *type, const char *msg, const char *tb);
 
@@ -64,8 +84,18 @@ int bl__pw_put_fail(bl__buf_t *b, uint64_t job, uint32_t chunk, int code,
 long bl__pw_peek(const uint8_t *p, size_t avail, bl__pw_hdr_t *h);
 /* Walk the items of a TASK/READY body: *cursor starts at the first item
  * (after the name for TASK). 0 and the item, or BL_EPROTOCOL. */
-int bl__pw_next_item(const uint8_t *body, size_t blen, size_t *cursor,
-                     const uint8_t **item, size_t *ilen);
+static inline int bl__pw_next_item(const uint8_t *body, size_t blen,
+                                   size_t *cursor, const uint8_t **item,
+                                   size_t *ilen) {
+  uint32_t l;
+  if (*cursor + 4 > blen) return BL_EPROTOCOL;
+  memcpy(&l, body + *cursor, 4);
+  if (l > blen - *cursor - 4) return BL_EPROTOCOL;
+  *item = body + *cursor + 4;
+  *ilen = l;
+  *cursor += 4 + (size_t)l;
+  return 0;
+}
 /* Decode a FAIL body; strings point into body (not NUL-terminated: lengths). */
 typedef struct bl__pw_fail {
   int code;

@@ -1,11 +1,13 @@
 /* worker.c: the child side of a pool worker.
  *
- * Reads TASK frames from its own task pipe, answers each with ACK (before
- * running: the parent then knows the job started) and READY or FAIL, and
- * leaves on STOP, on EOF, or to be recycled (maxtasksperchild, memory: exit
- * 155 as billiard's EX_RECYCLE). A READY is held back only while the next
- * TASK is already buffered, so that it travels with that task's ACK in one
- * write. Signals: SIGUSR1 (soft limit) only sets a flag that tasks observe;
+ * Reads TASK frames from its own task pipe, answers each with READY or
+ * FAIL, and leaves on STOP, on EOF, or to be recycled (maxtasksperchild,
+ * memory: exit 155 as billiard's EX_RECYCLE). The start of a unit is
+ * posted in the shared page (started_seq); an ACK frame is written before
+ * running only when the TASK asks for it (a time limit or an accept
+ * callback needs the start at once). Results are written before the next
+ * unit runs (never held behind it), in one write with whatever else is
+ * pending. Signals: SIGUSR1 (soft limit) only sets a flag that tasks observe;
  * SIGINT is ignored; SIGTERM and the rest keep their default action. */
 #include <fcntl.h>
 #include <poll.h>
@@ -30,6 +32,12 @@ struct bl_task_ctx {
   struct bl__wshm *shm;
   bl__buf_t ret;
   int has_ret, failed, observed;
+  /* The READY frame being built: bl_task_return writes the item straight
+   * into it (no copy via ret); committed only when the task succeeds. */
+  bl__buf_t *out;
+  size_t at;
+  size_t rlen;       /* the in-place item's length */
+  int direct;        /* the result is in place, not in ret */
   char *ftype, *fmsg, *ftb;
 };
 
@@ -64,11 +72,13 @@ uint64_t bl__rss_kib(void) {
 
 static void ctx_reset(bl_task_ctx_t *c) {
   c->ret.len = c->ret.off = 0;
-  c->has_ret = c->failed = c->observed = 0;
-  free(c->ftype);
-  free(c->fmsg);
-  free(c->ftb);
-  c->ftype = c->fmsg = c->ftb = NULL;
+  c->has_ret = c->failed = c->observed = c->direct = 0;
+  if (c->ftype || c->fmsg || c->ftb) {
+    free(c->ftype);
+    free(c->fmsg);
+    free(c->ftb);
+    c->ftype = c->fmsg = c->ftb = NULL;
+  }
 }
 
 static int soft_fired(const bl_task_ctx_t *c) {
@@ -78,6 +88,15 @@ static int soft_fired(const bl_task_ctx_t *c) {
 
 BL_API int bl_task_return(bl_task_ctx_t *ctx, const void *buf, size_t len) {
   BL_VALIDATE(ctx && (buf || !len), -EINVAL);
+  uint8_t *slot = ctx->out ? bl__pw_ready_slot(ctx->out, ctx->at, len) : NULL;
+  if (slot) {
+    if (len) memcpy(slot, buf, len);
+    ctx->rlen = len;
+    ctx->direct = ctx->has_ret = 1;
+    return 0;
+  }
+  /* No frame (initializer), or too big for one: the commit reports it. */
+  ctx->direct = 0;
   ctx->ret.len = 0;
   int rc = bl__buf_append(&ctx->ret, buf, len);
   if (rc == 0) ctx->has_ret = 1;
@@ -173,7 +192,10 @@ static void run_unit(const bl__pw_hdr_t *h, const uint8_t *body,
     if (bl__pw_next_item(body, h->len, &cur, &arg, &alen)) leave(1);
     ctx_reset(c);
     c->index = (size_t)h->first + i;
+    c->out = out;
+    c->at = at;
     int rc = fn(c, arg, alen);
+    c->out = NULL;
     int code = 0;
     if (c->failed || rc != 0) code = c->failed ? BL_ETASK : rc;
     else if (soft_fired(c) && !c->observed) code = BL_ESOFTTIMELIMIT;
@@ -186,8 +208,10 @@ static void run_unit(const bl__pw_hdr_t *h, const uint8_t *body,
                                  c->failed ? c->ftb : NULL));
       return;
     }
-    put_or_die(bl__pw_ready_item(out, at, c->ret.p, c->has_ret ? c->ret.len : 0));
+    if (c->direct) bl__pw_ready_commit(out, c->rlen);
+    else put_or_die(bl__pw_ready_item(out, at, c->ret.p, c->has_ret ? c->ret.len : 0));
   }
+  bl__pw_ready_end(out, at, h->nitems);
 }
 
 static int run_initializer(const struct bl__worker_cfg *cfg, bl_task_ctx_t *c) {
@@ -239,13 +263,12 @@ _Noreturn void bl__worker_main(const struct bl__worker_cfg *cfg) {
     if (h.type != BL__PW_TASK) leave(1);
     c.job = h.job;
     c.seq = ++seq;
-    /* Results already here must not wait behind this unit; a lone ACK
-     * waits for the READY unless the parent wants it now (limits, accept
-     * callback). The shared page tells a loss or terminate_job that this
-     * unit started, so it is written after everything before it. */
-    int prompt = (h.flags & BL__PW_F_ACK) || out.len > out.off;
-    put_or_die(bl__pw_put_simple(&out, BL__PW_ACK, h.job, h.chunk));
-    if (prompt) flush(cfg->res_fd, &out);
+    /* Results already here must not wait behind this unit. The shared
+     * page tells a loss or terminate_job that this unit started, so it is
+     * written after everything before it. */
+    if (h.flags & BL__PW_F_ACK)
+      put_or_die(bl__pw_put_simple(&out, BL__PW_ACK, h.job, h.chunk));
+    flush(cfg->res_fd, &out);
     atomic_store_explicit(&cfg->shm->started_seq, seq, memory_order_release);
     BL_FAULT_CRASH("worker/task/after-ack");
     run_unit(&h, body, &c, &out);
