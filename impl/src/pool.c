@@ -437,13 +437,28 @@ static int on_sv_thread(const bl_pool_t *p);
 /* Take w's result pipe out of the supervisor's epoll set for the calling
  * thread (see claim_wait). Lock held. */
 static int claim_take(bl_pool_t *p, struct bl__worker *w, bl_result_t *r) {
-  if (epoll_ctl(p->ep, EPOLL_CTL_DEL, w->res_fd, NULL) != 0) return -1;
+  if (w->res_in_ep && epoll_ctl(p->ep, EPOLL_CTL_DEL, w->res_fd, NULL) != 0)
+    return -1;
+  w->res_in_ep = 0;
   w->claimed = 1;
   atomic_store_explicit(&r->claimed, 1, memory_order_relaxed);
   p->claim_job = r;
   p->claim_w = w;
   p->claimer = pthread_self();
   return 0;
+}
+
+/* Put w's result pipe (back) into the epoll set. Lock held. */
+static void res_watch(bl_pool_t *p, struct bl__worker *w) {
+  struct epoll_event e = {.events = EPOLLIN, .data.ptr = &w->tag_res};
+  if (epoll_ctl(p->ep, EPOLL_CTL_ADD, w->res_fd, &e) == 0) {
+    w->res_in_ep = 1;
+  } else {
+    /* Cannot watch it: the worker is of no more use (its pidfd reports
+     * the death, and the exit path reads the pipe directly). */
+    w->res_open = 0;
+    worker_protocol_error(p, w);
+  }
 }
 
 static int send_unit(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
@@ -471,8 +486,10 @@ static int send_unit(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
   /* bl_pool_apply will wait for this: claim the pipe before the frame is
    * written, or the answer may reach the supervisor first. */
   if (r == p->claim_want && w->nif == 1 && w->res_open && !w->claimed &&
-      !p->claim_job)
-    claim_take(p, w, r);
+      !p->claim_job && claim_take(p, w, r) == 0)
+    return 0;
+  /* Results will come: the pipe must be watched (see unclaim). */
+  if (!w->res_in_ep && !w->claimed && w->res_open) res_watch(p, w);
   return 0;
 }
 
@@ -802,14 +819,10 @@ static void unclaim(bl_pool_t *p, struct bl__worker *w) {
   atomic_store_explicit(&p->claim_job->claimed, 0, memory_order_relaxed);
   p->claim_job = NULL;
   p->claim_w = NULL;
-  if (w->res_open) {
-    struct epoll_event e = {.events = EPOLLIN, .data.ptr = &w->tag_res};
-    if (epoll_ctl(p->ep, EPOLL_CTL_ADD, w->res_fd, &e) != 0) {
-      /* Cannot watch it again: the worker is of no more use. */
-      w->res_open = 0;
-      worker_protocol_error(p, w);
-    }
-  }
+  /* Nothing in flight: nothing can come but EOF at its death, which the
+   * pidfd reports. Leave the pipe out of the epoll set until send_unit
+   * needs it, so back-to-back apply() calls need no epoll_ctl at all. */
+  if (w->res_open && w->nif) res_watch(p, w);
   if (w->exit_parked) {
     /* Level-triggered and ready: the supervisor wakes and reaps it. */
     struct epoll_event e = {.events = EPOLLIN, .data.ptr = &w->tag_pid};
@@ -825,7 +838,7 @@ static int claim_wait(bl_pool_t *p, bl_result_t *r, struct bl__worker *w,
   int rc = 0;
   while (!atomic_load_explicit(&r->ready, memory_order_relaxed) &&
          w->res_open && !w->exit_parked) {
-    uint64_t now = bl_monotonic_ns();
+    uint64_t now = end == UINT64_MAX ? 0 : bl_monotonic_ns();
     if (now >= end) {
       rc = BL_ETIMEOUT;
       break;

@@ -115,6 +115,9 @@ struct bl__worker {
   bl__buf_t out, in;
   int out_armed;              /* EPOLLOUT registered */
   int res_open;               /* result pipe still open for reading */
+  int res_in_ep;              /* ...and in the epoll set: not while
+                               * claimed, nor while nothing is in flight
+                               * after a claim (re-added by send_unit) */
   int claimed;                /* a waiting caller reads the result pipe
                                * itself (out of the epoll set, w->in is
                                * the caller's until it lets go) */

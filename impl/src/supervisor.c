@@ -131,7 +131,8 @@ static void signal_tree(bl_pool_t *p, struct bl__worker *w, int sig) {
 
 void bl__sv_close_res(bl_pool_t *p, struct bl__worker *w) {
   if (!w->res_open) return;
-  if (!w->claimed) epoll_ctl(p->ep, EPOLL_CTL_DEL, w->res_fd, NULL);
+  if (w->res_in_ep) epoll_ctl(p->ep, EPOLL_CTL_DEL, w->res_fd, NULL);
+  w->res_in_ep = 0;
   w->res_open = 0;
 }
 
@@ -328,7 +329,7 @@ int bl__sv_spawn(bl_pool_t *p) {
     epoll_ctl(p->ep, EPOLL_CTL_DEL, w->res_fd, NULL);
     goto fail;
   }
-  w->res_open = 1;
+  w->res_open = w->res_in_ep = 1;
   p->w[p->nw++] = w;
   bl__pool_defer(p, BL__DEF_UP, NULL, pid, 0);
   return 0;
