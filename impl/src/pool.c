@@ -619,11 +619,12 @@ static bl_result_t *job_new(bl_pool_t *p, int kind, const char *task,
 }
 
 static void set_limits(bl_pool_t *p, bl_result_t *r, const bl_apply_options_t *ao) {
-  if (ao) r->ao = *ao;
-  else bl_apply_options_init(&r->ao);
-  r->soft_ms = r->ao.soft_time_limit_ms ? r->ao.soft_time_limit_ms
-                                        : p->o.soft_time_limit_ms;
-  r->hard_ms = r->ao.time_limit_ms ? r->ao.time_limit_ms : p->o.time_limit_ms;
+  if (ao)
+    r->ao = (struct bl__job_opts){ao->callback, ao->error_callback,
+                                  ao->accept_callback, ao->user, ao->chunksize};
+  r->soft_ms = ao && ao->soft_time_limit_ms ? ao->soft_time_limit_ms
+                                            : p->o.soft_time_limit_ms;
+  r->hard_ms = ao && ao->time_limit_ms ? ao->time_limit_ms : p->o.time_limit_ms;
 }
 
 /* Enqueue r's units (or resolve an empty job). Frees r when refused. */

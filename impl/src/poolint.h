@@ -48,6 +48,16 @@ struct bl__chunk {
   uint32_t stride;
 };
 
+/* What a job keeps of its bl_apply_options_t (the limits are in soft_ms /
+ * hard_ms): a quarter of its size, for a smaller result per apply. */
+struct bl__job_opts {
+  bl_result_cb callback;
+  bl_error_cb error_callback;
+  bl_accept_cb accept_callback;
+  void *user;
+  size_t chunksize;
+};
+
 struct bl_result {
   atomic_int refs;
   atomic_int ready;           /* 1 once resolved; read without the lock */
@@ -78,7 +88,7 @@ struct bl_result {
   atomic_int claimed;          /* a caller holds its worker's pipe */
   int timeout_set;            /* on_timeout_set fired: cancel due */
   uint32_t soft_ms, hard_ms;  /* effective limits */
-  bl_apply_options_t ao;
+  struct bl__job_opts ao;
   /* apply jobs keep their one unit/item/buffers inline (one malloc) */
   struct bl__unit unit1;
   struct bl__item item1;
