@@ -1,11 +1,14 @@
 /* connection.c: billiard's Pipe/Connection: framed messages over a
  * socketpair (duplex) or a pipe (simplex). Frames are built in wire.c. */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -29,6 +32,7 @@ struct bl_conn {
   void *pending;
   size_t pending_len;
   int has_pending;
+  int nonblock;   /* bl_conn_set_blocking(c, 0); read with __atomic */
 };
 
 /* First allocation for a payload; it grows as bytes arrive, so a forged
@@ -143,6 +147,38 @@ static int write_pipe_nosigpipe(bl_conn_t *c, struct iovec *iov, int cnt) {
   return rc;
 }
 
+/* A non-blocking send: does a frame of need bytes fit in the free buffer
+ * space now? 0 yes (or unknown: let the write go), -EAGAIN no. */
+static int room_for(const bl_conn_t *c, size_t need) {
+  int queued = 0;
+  long cap;
+  if (c->is_socket) {
+    int sb = 0;
+    socklen_t sl = sizeof sb;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sb, &sl) != 0 ||
+        ioctl(c->fd, SIOCOUTQ, &queued) != 0)
+      return 0;
+    cap = sb / 2; /* the kernel charges skb overhead against SO_SNDBUF */
+  } else {
+    cap = fcntl(c->fd, F_GETPIPE_SZ);
+    if (cap < 0 || ioctl(c->fd, FIONREAD, &queued) != 0) return 0;
+  }
+  return queued >= 0 && (uint64_t)need + (uint64_t)queued <= (uint64_t)cap
+             ? 0
+             : -EAGAIN;
+}
+
+BL_API int bl_conn_set_blocking(bl_conn_t *c, int blocking) {
+  BL_VALIDATE(c, -EINVAL);
+  if (c->fd < 0) return BL_ECLOSED;
+  __atomic_store_n(&c->nonblock, !blocking, __ATOMIC_RELEASE);
+  return 0;
+}
+
+BL_API int bl_conn_blocking(const bl_conn_t *c) {
+  return !c || !__atomic_load_n(&c->nonblock, __ATOMIC_ACQUIRE);
+}
+
 BL_API int bl_conn_send_bytes(bl_conn_t *c, const void *buf, size_t len,
                               size_t offset, size_t size) {
   BL_VALIDATE(c, -EINVAL);
@@ -163,6 +199,7 @@ BL_API int bl_conn_send_bytes(bl_conn_t *c, const void *buf, size_t len,
   };
   pthread_mutex_lock(&c->send_mu);
   int rc = BL_FAULT("connection/send/write", EPIPE);
+  if (rc == 0 && !bl_conn_blocking(c)) rc = room_for(c, hlen + size);
   if (rc == 0)
     rc = c->is_socket ? write_iov(c, iov, size ? 2 : 1)
                       : write_pipe_nosigpipe(c, iov, size ? 2 : 1);
@@ -241,6 +278,14 @@ static int check_readable(const bl_conn_t *c) {
   return 0;
 }
 
+/* Before a new message on a non-blocking connection: -EAGAIN when no byte
+ * (nor EOF) is waiting. Called with recv_mu held and no pending message. */
+static int would_block(const bl_conn_t *c) {
+  if (bl_conn_blocking(c)) return 0;
+  int r = bl__poll_fd(c->fd, POLLIN, 0);
+  return r < 0 ? r : r == 0 ? -EAGAIN : 0;
+}
+
 static void take_pending(bl_conn_t *c, void **out, size_t *len) {
   *out = c->pending ? c->pending : malloc(1);
   *len = c->pending_len;
@@ -277,7 +322,7 @@ BL_API int bl_conn_recv_bytes(bl_conn_t *c, void **out, size_t *len,
       take_pending(c, out, len);
       rc = *out ? 0 : -ENOMEM;
     }
-  } else if (rc == 0) {
+  } else if (rc == 0 && (rc = would_block(c)) == 0) {
     rc = recv_alloc(c, maxlength ? maxlength : BL__WIRE_MAX_PAYLOAD, out, len);
   }
   pthread_mutex_unlock(&c->recv_mu);
@@ -305,6 +350,8 @@ BL_API int bl_conn_recv_bytes_into(bl_conn_t *c, void *buf, size_t cap,
     __atomic_store_n(&c->has_pending, 0, __ATOMIC_RELEASE);
     goto out;
   }
+  rc = would_block(c);
+  if (rc) goto out;
   uint64_t l;
   rc = read_header(c, BL__WIRE_MAX_PAYLOAD, &l);
   if (rc) {

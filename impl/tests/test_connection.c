@@ -576,3 +576,103 @@ Test(connection, fault_pipe_creation_leaves_nothing) {
   cr_expect_eq(t_count_fds(), before);
 #endif
 }
+
+/* ---- non-blocking connections (Pipe(rnonblock, wnonblock)) ---- */
+
+Test(connection, nonblocking_receive_is_eagain_until_a_message_waits) {
+  bl_conn_t *r, *w;
+  pair(&r, &w, 0);
+  cr_expect_eq(bl_conn_blocking(r), 1, "blocking by default");
+  cr_assert_eq(bl_conn_set_blocking(r, 0), 0);
+  cr_expect_eq(bl_conn_blocking(r), 0);
+  void *out = NULL;
+  size_t len = 0;
+  char buf[8];
+  cr_expect_eq(bl_conn_recv_bytes(r, &out, &len, 0), -EAGAIN);
+  cr_expect_eq(bl_conn_recv_bytes_into(r, buf, sizeof buf, 0, &len), -EAGAIN);
+  cr_assert_eq(bl_conn_send_bytes(w, "one", 3, 0, BL_CONN_REST), 0);
+  cr_assert_eq(bl_conn_send_bytes(w, "two", 3, 0, BL_CONN_REST), 0);
+  expect_msg(r, "one", 3);
+  cr_assert_eq(bl_conn_recv_bytes_into(r, buf, sizeof buf, 0, &len), 0);
+  cr_expect(len == 3 && memcmp(buf, "two", 3) == 0);
+  cr_expect_eq(bl_conn_recv_bytes(r, &out, &len, 0), -EAGAIN);
+  /* A message kept by BufferTooShort comes first, without a wait. */
+  cr_assert_eq(bl_conn_send_bytes(w, "longer", 6, 0, BL_CONN_REST), 0);
+  cr_expect_eq(bl_conn_recv_bytes_into(r, buf, 2, 0, &len), BL_EBUFTOOSHORT);
+  expect_msg(r, "longer", 6);
+  /* EOF is still EOF, not EAGAIN. */
+  bl_conn_free(&w);
+  cr_expect_eq(bl_conn_recv_bytes(r, &out, &len, 0), BL_EEOF);
+  bl_conn_free(&r);
+}
+
+/* The writer's partial header is on the pipe: a non-blocking receive that
+ * has begun a message waits for the rest instead of tearing it. */
+Test(connection, nonblocking_receive_finishes_a_begun_message) {
+  bl_conn_t *r, *w;
+  pair(&r, &w, 0);
+  cr_assert_eq(bl_conn_set_blocking(r, 0), 0);
+  const unsigned char hdr[4] = {0, 0, 0, 5};
+  raw(w, hdr, 2);
+  pid_t pid = t_fork();
+  if (pid == 0) {
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    int rc = bl__write_full(bl_conn_fileno(w), hdr + 2, 2) ||
+             bl__write_full(bl_conn_fileno(w), "hello", 5);
+    t_exit(rc ? 1 : 0);
+  }
+  expect_msg(r, "hello", 5);
+  cr_expect_eq(t_wait_exit(pid), 0);
+  bl_conn_free(&r);
+  bl_conn_free(&w);
+}
+
+Test(connection, nonblocking_send_that_does_not_fit_writes_nothing) {
+  for (int duplex = 0; duplex <= 1; duplex++) {
+    bl_conn_t *a, *b;
+    pair(&a, &b, duplex);
+    cr_assert_eq(bl_conn_set_blocking(b, 0), 0);
+    size_t big = (size_t)8 << 20; /* beyond any pipe or socket buffer here */
+    char *data = malloc(big);
+    cr_assert_not_null(data);
+    memset(data, 'w', big);
+    cr_assert_eq(bl_conn_send_bytes(b, "small", 5, 0, BL_CONN_REST), 0);
+    cr_expect_eq(bl_conn_send_bytes(b, data, big, 0, BL_CONN_REST), -EAGAIN,
+                 "duplex=%d", duplex);
+    /* Only the small frame is there: the stream is intact. */
+    expect_msg(a, "small", 5);
+    cr_expect_eq(bl_conn_poll(a, 0), 0, "the refused frame left no byte");
+    cr_assert_eq(bl_conn_send_bytes(b, "next", 4, 0, BL_CONN_REST), 0);
+    expect_msg(a, "next", 4);
+    /* Blocking again: the big frame goes through to a reader. */
+    cr_assert_eq(bl_conn_set_blocking(b, 1), 0);
+    pid_t pid = t_fork();
+    if (pid == 0) {
+      void *out = NULL;
+      size_t len = 0;
+      int rc = bl_conn_recv_bytes(a, &out, &len, 0);
+      int ok = rc == 0 && len == big;
+      free(out);
+      free(data);
+      t_exit(ok ? 0 : 1);
+    }
+    cr_expect_eq(bl_conn_send_bytes(b, data, big, 0, BL_CONN_REST), 0);
+    cr_expect_eq(t_wait_exit(pid), 0);
+    free(data);
+    bl_conn_free(&a);
+    bl_conn_free(&b);
+  }
+}
+
+Test(connection, set_blocking_on_closed_is_eclosed) {
+  bl_conn_t *a, *b;
+  pair(&a, &b, 1);
+  cr_assert_eq(bl_conn_set_blocking(a, 0), 0);
+  cr_expect_eq(bl_conn_blocking(b), 1, "only the end it was set on");
+  bl_conn_close(a);
+  cr_expect_eq(bl_conn_set_blocking(a, 1), BL_ECLOSED);
+  cr_expect_eq(bl_conn_set_blocking(NULL, 1), -EINVAL);
+  bl_conn_free(&a);
+  bl_conn_free(&b);
+}

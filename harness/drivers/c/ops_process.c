@@ -152,14 +152,6 @@ static json_t *op_pipe_new(json_t *a, bcd_err_t *e) {
     free(nb);
     return bcd_fail(e, "ValueError", "pipe handles already exist");
   }
-  if (bcd_bool(a, "rnonblock", 0) || bcd_bool(a, "wnonblock", 0)) {
-    free(na);
-    free(nb);
-    /* libbilliard's connections wait out EAGAIN so a frame is never torn
-     * (docs/divergences.md): there is no non-blocking mode to expose. */
-    return bcd_unsupported(e, "Pipe(rnonblock, wnonblock): libbilliard "
-                              "connections always block");
-  }
   bl_conn_t *ca, *cb;
   int rc = bl_pipe(&ca, &cb, bcd_bool(a, "duplex", 1));
   if (rc != 0) {
@@ -167,6 +159,11 @@ static json_t *op_pipe_new(json_t *a, bcd_err_t *e) {
     free(nb);
     return bcd_fail_rc(e, rc, NULL, "Pipe");
   }
+  /* Pipe(duplex, rnonblock, wnonblock): the first end, the second end. */
+  if (bcd_bool(a, "rnonblock", 0))
+    bl_conn_set_blocking(ca, 0);
+  if (bcd_bool(a, "wnonblock", 0))
+    bl_conn_set_blocking(cb, 0);
   bcd_add(na, BCD_CONN, ca, conn_destroy);
   bcd_add(nb, BCD_CONN, cb, conn_destroy);
   return json_pack("{s:s,s:s}", "a", na, "b", nb);
@@ -185,6 +182,8 @@ static json_t *conn_fail(bcd_err_t *e, int rc, const char *what) {
                                                     : "write-only");
   if (rc == BL_EEOF)
     return bcd_fail(e, "EOFError", "%s", "");
+  if (rc == -EAGAIN) /* a non-blocking connection (Pipe rnonblock/wnonblock) */
+    return bcd_fail(e, "BlockingIOError", "[Errno 11] %s", strerror(EAGAIN));
   return bcd_fail_rc(e, rc, NULL, what);
 }
 

@@ -85,6 +85,23 @@ BL_API int bl_conn_readable(const bl_conn_t *c); /* 1 or 0 */
 BL_API int bl_conn_writable(const bl_conn_t *c); /* 1 or 0 */
 BL_API int bl_conn_closed(const bl_conn_t *c);   /* 1 or 0 */
 
+/* billiard's Pipe(duplex, rnonblock, wnonblock) and socket.setblocking:
+ * blocking = 0 makes c non-blocking (both directions of a duplex end),
+ * 1 (the default) blocking again. A non-blocking connection still never
+ * tears a frame:
+ *   receive (recv_bytes, recv_bytes_into): -EAGAIN when no byte of a new
+ *     message is waiting; nothing is consumed. A message kept by
+ *     BL_EBUFTOOSHORT still comes first, and EOF is still BL_EEOF. Once a
+ *     message has begun, the rest of it is waited for.
+ *   send: -EAGAIN, and nothing written, when the whole frame does not fit
+ *     in the free buffer space now (pipe: capacity minus bytes queued;
+ *     socket: half of SO_SNDBUF minus unsent bytes, as the kernel also
+ *     charges its bookkeeping there). A frame that fits is written whole.
+ * (billiard raises BlockingIOError for both and can tear a large frame.)
+ * The fd's O_NONBLOCK flag is not changed. 0, BL_ECLOSED, -EINVAL. */
+BL_API int bl_conn_set_blocking(bl_conn_t *c, int blocking);
+/* 1 when c is blocking (the default), 0 when not. */
+BL_API int bl_conn_blocking(const bl_conn_t *c);
 /* Close the fd (idempotent: a second close returns 0). */
 BL_API int bl_conn_close(bl_conn_t *c);
 /* Close, free *c and set it to NULL. NULL-safe. */
