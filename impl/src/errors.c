@@ -88,7 +88,15 @@ BL_API const char *bl_err_exception(int err) {
   return "Exception";
 }
 
-char *bl__strdup(const char *s) { return s ? strdup(s) : NULL; }
+/* malloc + memcpy, not strdup(): glibc's strdup allocates through an
+ * internal alias that allocation-failure tests (libfiu's preload) cannot
+ * reach, which would leave every caller's -ENOMEM path untestable. */
+char *bl__strdup(const char *s) {
+  if (!s) return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  return d ? memcpy(d, s, n) : NULL;
+}
 
 char *bl__asprintf(const char *fmt, ...) {
   va_list ap;

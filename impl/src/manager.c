@@ -111,7 +111,9 @@ static int deliver_challenge(int fd, const unsigned char *key, size_t klen) {
   if (rc) return rc;
   unsigned char want[EVP_MAX_MD_SIZE];
   unsigned wlen = 0;
-  HMAC(EVP_sha256(), key, (int)klen, msg + sizeof CHALLENGE - 1, NONCE, want, &wlen);
+  /* HMAC fails only when OpenSSL cannot allocate: not an auth failure. */
+  if (!HMAC(EVP_sha256(), key, (int)klen, msg + sizeof CHALLENGE - 1, NONCE, want, &wlen))
+    return -ENOMEM;
   char *got = NULL;
   size_t glen = 0;
   if ((rc = recv_frame(fd, &got, &glen, 256))) return rc;
@@ -133,9 +135,11 @@ static int answer_challenge(int fd, const unsigned char *key, size_t klen) {
   }
   unsigned char d[EVP_MAX_MD_SIZE];
   unsigned dlen = 0;
-  HMAC(EVP_sha256(), key, (int)klen, (unsigned char *)msg + sizeof CHALLENGE - 1,
-       mlen - (sizeof CHALLENGE - 1), d, &dlen);
+  unsigned char *hm = HMAC(EVP_sha256(), key, (int)klen,
+                           (unsigned char *)msg + sizeof CHALLENGE - 1,
+                           mlen - (sizeof CHALLENGE - 1), d, &dlen);
   free(msg);
+  if (!hm) return -ENOMEM;
   if ((rc = send_frame(fd, d, dlen, NULL, 0))) return rc;
   char *r = NULL;
   size_t rlen = 0;

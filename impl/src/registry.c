@@ -41,7 +41,7 @@ static int add(const char *name, enum kind kind, void (*fn)(void)) {
     regs = n;
     capregs = ncap;
   }
-  char *copy = strdup(name);
+  char *copy = bl__strdup(name);
   if (!copy) {
     rc = -ENOMEM;
     goto out;
