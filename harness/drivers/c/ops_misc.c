@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -148,6 +149,82 @@ static void nth_drop(const char *name) {
     }
 }
 
+/* A fork worker inherits the armed points with the driver's memory; a
+ * spawn worker is a fresh image. So the armed set is also kept as text
+ * ("mode errno n point" lines) in a memfd that every exec'd child inherits
+ * (BCD_FAULTS_FD, set once while single-threaded), and the constructor
+ * below arms the same points in a spawn child before libbilliard's own
+ * constructor runs the worker. Not in the forkserver: its server would
+ * arm a snapshot from its start that no later disarm reaches. */
+#define FAULTS_ENV "BCD_FAULTS_FD"
+static int faults_fd = -1;
+static char faults_txt[4096];
+
+static int arm(const char *point, int err, const char *mode, long n);
+
+static void faults_sync(const char *point, int err, const char *mode, long n) {
+  char out[sizeof faults_txt];
+  size_t o = 0, pl = strlen(point);
+  for (char *l = faults_txt, *nl; *l; l = nl + 1) {
+    nl = strchr(l, '\n');
+    if (nl == NULL)
+      break;
+    size_t len = (size_t)(nl - l) + 1;
+    const char *p = strrchr(l, ' ');
+    int same = p && (size_t)(nl - p - 1) == pl && strncmp(p + 1, point, pl) == 0;
+    if (!same && o + len < sizeof out) {
+      memcpy(out + o, l, len);
+      o += len;
+    }
+  }
+  if (mode != NULL && o + pl + 48 < sizeof out)
+    o += (size_t)snprintf(out + o, sizeof out - o, "%s %d %ld %s\n", mode, err, n, point);
+  out[o] = '\0';
+  memcpy(faults_txt, out, o + 1);
+  if (faults_fd >= 0 && ftruncate(faults_fd, 0) == 0 &&
+      pwrite(faults_fd, faults_txt, o, 0) != (ssize_t)o)
+    bcd_log("cannot record armed faults for spawn workers");
+}
+
+__attribute__((constructor)) static void faults_inherit(void) {
+  const char *v = getenv(FAULTS_ENV);
+  if (v == NULL || getenv("BL_SPAWN_FD") == NULL)
+    return;
+  char buf[sizeof faults_txt];
+  ssize_t r = pread(atoi(v), buf, sizeof buf - 1, 0);
+  if (r <= 0)
+    return;
+  buf[r] = '\0';
+  fiu_init(0);
+  for (char *l = buf, *nl; (nl = strchr(l, '\n')) != NULL; l = nl + 1) {
+    *nl = '\0';
+    char mode[16], point[256];
+    int err;
+    long n;
+    if (sscanf(l, "%15s %d %ld %255s", mode, &err, &n, point) == 4)
+      (void)arm(point, err, mode, n);
+  }
+}
+
+static int arm(const char *point, int err, const char *mode, long n) {
+  void *info = (void *)(intptr_t)err;
+  nth_drop(point);
+  if (strcmp(mode, "always") == 0)
+    return fiu_enable(point, 1, info, 0);
+  if (strcmp(mode, "once") == 0)
+    return fiu_enable(point, 1, info, FIU_ONETIME);
+  int slot = -1;
+  for (int i = 0; i < NTH_MAX && slot < 0; i++)
+    if (nths[i].name == NULL)
+      slot = i;
+  if (slot < 0)
+    return -2;
+  nths[slot].name = strdup(point);
+  nths[slot].n = n;
+  atomic_store(&nths[slot].hits, 0);
+  return fiu_enable_external(point, 1, info, 0, nth_cb);
+}
+
 static json_t *op_fault_arm(json_t *a, bcd_err_t *e) {
   const char *point = bcd_str(a, "point");
   const char *mode = bcd_str(a, "mode");
@@ -156,30 +233,20 @@ static json_t *op_fault_arm(json_t *a, bcd_err_t *e) {
   int err = errno_of(json_object_get(a, "errno"));
   if (err < 0)
     return bcd_fail(e, "ValueError", "unknown errno");
-  void *info = (void *)(intptr_t)err;
-  int rc;
-  nth_drop(point);
-  if (mode == NULL || strcmp(mode, "always") == 0) {
-    rc = fiu_enable(point, 1, info, 0);
-  } else if (strcmp(mode, "once") == 0) {
-    rc = fiu_enable(point, 1, info, FIU_ONETIME);
-  } else if (strcmp(mode, "nth") == 0) {
-    long n = (long)bcd_num(a, "n", 1);
-    int slot = -1;
-    for (int i = 0; i < NTH_MAX && slot < 0; i++)
-      if (nths[i].name == NULL)
-        slot = i;
-    if (slot < 0)
-      return bcd_fail(e, "ValueError", "too many nth points armed");
-    nths[slot].name = strdup(point);
-    nths[slot].n = n;
-    atomic_store(&nths[slot].hits, 0);
-    rc = fiu_enable_external(point, 1, info, 0, nth_cb);
-  } else {
+  if (mode == NULL)
+    mode = "always";
+  if (strcmp(mode, "always") != 0 && strcmp(mode, "once") != 0 &&
+      strcmp(mode, "nth") != 0)
     return bcd_fail(e, "ValueError", "unknown mode %s", mode);
-  }
+  if (strchr(point, ' ') != NULL || strlen(point) > 255)
+    return bcd_fail(e, "ValueError", "bad point name");
+  long n = (long)bcd_num(a, "n", 1);
+  int rc = arm(point, err, mode, n);
+  if (rc == -2)
+    return bcd_fail(e, "ValueError", "too many nth points armed");
   if (rc != 0)
     return bcd_fail(e, "OSError", "fiu_enable(%s) failed", point);
+  faults_sync(point, err, mode, n);
   return json_object();
 }
 
@@ -189,10 +256,19 @@ static json_t *op_fault_disarm(json_t *a, bcd_err_t *e) {
     return bcd_fail(e, "ValueError", "missing point");
   fiu_disable(point);
   nth_drop(point);
+  faults_sync(point, 0, NULL, 0);
   return json_object();
 }
 
-void bcd_fault_init(void) { fiu_init(0); }
+void bcd_fault_init(void) {
+  fiu_init(0);
+  /* Inherited across exec on purpose (spawn workers read it). */
+  faults_fd = memfd_create("bcd-faults", 0);
+  char v[16];
+  snprintf(v, sizeof v, "%d", faults_fd);
+  if (faults_fd >= 0)
+    setenv(FAULTS_ENV, v, 1);
+}
 int bcd_fault_build(void) { return 1; }
 
 static void fault_fini(void) {
