@@ -187,6 +187,7 @@ static const bl_context_t *ctxp;
   X(get_context_empty, bl_get_context("", &ctxp), -EINVAL)                     \
   X(start_method_null_ctx, bl_context_start_method(NULL) == NULL ? 0 : 1, 0)   \
   X(process_options_null, (bl_context_process_options(NULL, NULL), 0), 0)      \
+  X(pool_options_null, (bl_context_pool_options(NULL, NULL), 0), 0)            \
   X(set_start_method_unknown, bl_set_start_method("bogus", 1), -EINVAL)        \
   X(set_start_method_null_unforced, bl_set_start_method(NULL, 0), -EINVAL)     \
   X(all_methods, bl_get_all_start_methods()[0] != NULL ? 0 : 1, 0)             \
