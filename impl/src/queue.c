@@ -283,11 +283,14 @@ int bl_queue_attach(bl_queue_t **out, size_t index) {
   if (!q) return -ENOMEM;
   void *base;
   int rc = bl__shm_attach(fd, BL_HANDLE_QUEUE, &base, &q->maplen);
-  if (rc == 0 && q->maplen < RING_OFF + MIN_RING) rc = -EINVAL;
+  size_t room = RING_OFF + sizeof(bl__shm_tag_t);
   if (rc == 0) {
     q_shared_t *sh = base;
-    /* Trust nothing the mapping says about its own size. */
-    if (sh->cap < MIN_RING || sh->cap > q->maplen - RING_OFF) rc = -EINVAL;
+    /* Trust nothing the mapping says about its own size: the ring must end
+     * before the trailer. */
+    if (q->maplen < room + MIN_RING || sh->cap < MIN_RING ||
+        sh->cap > q->maplen - room)
+      rc = -EINVAL;
     if (rc) bl__shm_unmap(base, q->maplen);
   }
   if (rc) {

@@ -194,6 +194,45 @@ static int c_others(const void *arg, size_t len) {
   return rc;
 }
 
+/* The barrier action of whichever process arrives last: bump the counter
+ * through this process's own view of it. */
+static bl_value_t *action_counter;
+static int bump_counter(void *arg) {
+  (void)arg;
+  int64_t x = 0;
+  bl_value_get_i64(action_counter, 0, &x);
+  return bl_value_set_i64(action_counter, 0, x + 1);
+}
+
+/* Handles: 0 = Condition with a borrowed Lock, 1 = that Lock, 2 = Barrier(2),
+ * 3 = Value counting barrier actions. */
+static int c_borrowed(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  bl_condition_t *c = NULL;
+  bl_lock_t *l = NULL;
+  bl_barrier_t *b = NULL;
+  if (bl_condition_attach(&c, 0) != 0) return 10;
+  if (bl_lock_attach(&l, 1) != 0) return 11;
+  if (bl_value_attach(&action_counter, 3) != 0) return 12;
+  if (bl_barrier_attach(&b, 2, bump_counter, NULL) != 0) return 13;
+  int rc = 0;
+  if (bl_barrier_wait(b, 60000) < 0) rc = 14;
+  else if (bl_condition_acquire(c, 60000) != 0) rc = 15;
+  else {
+    /* The condition's lock is the Lock at index 1: held through one view,
+     * it is held through the other. */
+    if (bl_lock_acquire(l, 0) != BL_ETIMEOUT) rc = 16;
+    else if (bl_condition_notify_all(c) != 0) rc = 17;
+    bl_condition_release(c);
+  }
+  bl_barrier_free(&b);
+  bl_value_free(&action_counter);
+  bl_lock_free(&l);
+  bl_condition_free(&c);
+  return rc;
+}
+
 /* Registered in a constructor: visible in re-executed images too. */
 __attribute__((constructor)) static void reg(void) {
   bl_register_target("h/queue_put", c_queue_put);
@@ -204,6 +243,7 @@ __attribute__((constructor)) static void reg(void) {
   bl_register_target("h/lock_die", c_lock_die);
   bl_register_target("h/misuse", c_misuse);
   bl_register_target("h/others", c_others);
+  bl_register_target("h/borrowed", c_borrowed);
 }
 
 /* ---- parent side ---- */
@@ -369,6 +409,37 @@ static void others_case(const char *method) {
   bl_semaphore_free(&s);
 }
 
+/* Borrowed locks travel as the next handle; a barrier's action is each
+ * process's own and runs once per cycle, in the last to arrive. */
+static void borrowed_case(const char *method) {
+  skip_if_unsupported(method);
+  bl_lock_t *l;
+  bl_condition_t *c;
+  bl_barrier_t *b;
+  cr_assert_eq(bl_lock_new(&l), 0);
+  cr_assert_eq(bl_condition_new(&c, l), 0);
+  cr_assert_eq(bl_raw_value_new(&action_counter, 'i'), 0);
+  cr_assert_eq(bl_barrier_new(&b, 2, bump_counter, NULL), 0);
+  bl_process_t *p = make(method, "h/borrowed");
+  cr_assert_eq(bl_process_add_handle(p, BL_HANDLE_CONDITION, c), 0);
+  cr_assert_eq(bl_process_handle_count(), 0);
+  cr_assert_eq(bl_process_add_handle(p, BL_HANDLE_BARRIER, b), 2, "the lock took 1");
+  cr_assert_eq(bl_process_add_handle(p, BL_HANDLE_VALUE, action_counter), 3);
+  cr_assert_eq(bl_condition_acquire(c, 0), 0);
+  cr_assert_eq(bl_process_start(p), 0);
+  cr_expect_geq(bl_barrier_wait(b, 60000), 0);
+  cr_expect_eq(bl_condition_wait(c, 60000), 1, "notified by the child");
+  bl_condition_release(c);
+  cr_expect_eq(finish(&p), 0);
+  int64_t n = 0;
+  cr_expect_eq(bl_value_get_i64(action_counter, 0, &n), 0);
+  cr_expect_eq(n, 1, "the action ran once, in one of the two");
+  bl_barrier_free(&b);
+  bl_value_free(&action_counter);
+  bl_condition_free(&c);
+  bl_lock_free(&l);
+}
+
 #define EACH_METHOD(name, fn)                              \
   Test(handles, name##_fork) { fn("fork"); }               \
   Test(handles, name##_spawn) { fn("spawn"); }             \
@@ -381,6 +452,7 @@ EACH_METHOD(array_written_by_child, array_case)
 EACH_METHOD(joinable_task_done_join, joinable_case)
 EACH_METHOD(lock_owner_death, owner_death_case)
 EACH_METHOD(semaphore_condition_barrier, others_case)
+Test(handles, borrowed_lock_and_barrier_action_spawn) { borrowed_case("spawn"); }
 
 /* ---- misuse ---- */
 
