@@ -114,6 +114,9 @@ int bl__poll_fd(int fd, short events, int timeout_ms);
 void bl__grow_pipe(int fd, int want);
 
 /* ---- errors.c ---- */
+/* Coverage builds: write the counters gathered so far and start again from
+ * zero (before an exec, which would lose them); a no-op otherwise. */
+void bl__coverage_flush(void);
 char *bl__strdup(const char *s);          /* NULL-safe strdup */
 char *bl__asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

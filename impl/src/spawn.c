@@ -163,6 +163,7 @@ _Noreturn void bl__exec_self(const char *marker, int status_w) {
   char *argv[] = {exe ? exe : self, NULL};
   err = BL_FAULT("spawn/exec/execve", ENOEXEC);
   if (err == 0) {
+    bl__coverage_flush(); /* execve replaces the image and its counters */
     execve(argv[0], argv, envp);
     err = -errno;
   }
