@@ -702,6 +702,7 @@ struct bl_manager {
   pthread_mutex_t mu; /* one request at a time on conn */
   int conn;
   pid_t conn_pid; /* the process that opened conn */
+  pid_t mu_pid;   /* the process mu belongs to (lock_handle) */
 };
 
 struct bl_proxy {
@@ -730,6 +731,7 @@ static bl_manager_t *mgr_alloc(const void *key, size_t klen) {
   bl_manager_t *m = calloc(1, sizeof *m);
   if (!m) return NULL;
   pthread_mutex_init(&m->mu, NULL);
+  m->mu_pid = getpid();
   m->conn = -1;
   if (key) {
     memcpy(m->key, key, klen);
@@ -807,6 +809,25 @@ BL_API int bl_manager_start(bl_manager_t *m) {
   return 0;
 }
 
+/* Lock m->mu. A child forked while another thread of its parent was in a
+ * call on m inherited mu locked by a thread it does not have: the first
+ * use in a new process re-initialises it (the child's copy only; the
+ * parent's connection is never touched there, see open_conn). remu is
+ * only ever taken in such a child, for its first call. */
+static pthread_mutex_t remu = PTHREAD_MUTEX_INITIALIZER;
+static void lock_handle(bl_manager_t *m) {
+  pid_t me = getpid();
+  if (__atomic_load_n(&m->mu_pid, __ATOMIC_ACQUIRE) != me) {
+    pthread_mutex_lock(&remu);
+    if (m->mu_pid != me) {
+      pthread_mutex_init(&m->mu, NULL);
+      __atomic_store_n(&m->mu_pid, me, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&remu);
+  }
+  pthread_mutex_lock(&m->mu);
+}
+
 /* Connect and authenticate; called with m->mu held. */
 static int open_conn(bl_manager_t *m) {
   if (m->conn >= 0 && m->conn_pid == getpid()) return 0;
@@ -846,7 +867,7 @@ static int call(bl_manager_t *m, uint8_t op, uint8_t kind, uint32_t id, int64_t 
   size_t klen = key ? strlen(key) : 0;
   BL_VALIDATE(klen <= KEY_MAX && vlen < FRAME_MAX - KEY_MAX, -EINVAL);
   BL_VALIDATE(val || vlen == 0, -EINVAL);
-  pthread_mutex_lock(&m->mu);
+  lock_handle(m);
   int rc = 0;
   /* billiard: creating on a shut-down manager asserts "server not yet
    * started"; a proxy's call finds its connection gone. */
@@ -904,7 +925,7 @@ BL_API int bl_manager_connect(bl_manager_t **mp, const char *address,
     bl_manager_free(&m);
     return -ENOMEM;
   }
-  pthread_mutex_lock(&m->mu);
+  lock_handle(m);
   int rc = open_conn(m);
   pthread_mutex_unlock(&m->mu);
   if (rc) {
@@ -921,7 +942,7 @@ BL_API int bl_manager_shutdown(bl_manager_t *m) {
   if (!m->started || m->owner != getpid()) return BL_ESTATE;
   /* Ask politely, then make sure: the server must not outlive shutdown. */
   int rc = call(m, OP_SHUTDOWN, 0, 0, 0, NULL, NULL, 0, NULL, NULL);
-  pthread_mutex_lock(&m->mu);
+  lock_handle(m);
   m->shut = 1;
   bl__close(&m->conn);
   pthread_mutex_unlock(&m->mu);
@@ -937,7 +958,8 @@ BL_API void bl_manager_free(bl_manager_t **mp) {
   *mp = NULL;
   if (m->started && !m->shut && m->owner == getpid()) (void)bl_manager_shutdown(m);
   bl__close(&m->conn);
-  pthread_mutex_destroy(&m->mu);
+  if (m->mu_pid == getpid()) /* a child's copy may be locked (lock_handle) */
+    pthread_mutex_destroy(&m->mu);
   free(m->address);
   free(m);
 }

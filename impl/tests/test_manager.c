@@ -3,6 +3,8 @@
  * authentication, and a dead manager seen by proxies. */
 #include <criterion/criterion.h>
 #include <poll.h>
+#include <pthread.h>
+#include <time.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -615,5 +617,56 @@ Test(manager, new_types_after_shutdown_fail_clearly) {
   bl_proxy_free(&r);
   bl_proxy_free(&cv);
   bl_proxy_free(&br);
+  bl_manager_free(&m);
+}
+
+static void *blocked_get(void *arg) {
+  void *v = NULL;
+  size_t n = 0;
+  int rc = bl_mqueue_get(arg, &v, &n, -1);
+  free(v);
+  return (void *)(intptr_t)rc;
+}
+
+/* A fork while another thread of the parent is inside a call on the same
+ * handle (it holds the handle's mutex): the child's calls must not inherit
+ * that lock. */
+Test(manager, fork_while_another_thread_is_in_a_call) {
+  bl_manager_t *m = start_manager(), *other = NULL;
+  bl_proxy_t *q = NULL, *d = NULL, *q2 = NULL, *d2 = NULL;
+  cr_assert_eq(bl_manager_queue(m, &q), 0);
+  cr_assert_eq(bl_manager_dict(m, &d), 0);
+  /* The parent checks and wakes through a second handle: m stays busy. */
+  size_t klen;
+  const void *key = bl_manager_authkey(m, &klen);
+  cr_assert_eq(bl_manager_connect(&other, bl_manager_address(m), key, klen), 0);
+  cr_assert_eq(bl_proxy_attach(other, bl_proxy_id(q), &q2), 0);
+  cr_assert_eq(bl_proxy_attach(other, bl_proxy_id(d), &d2), 0);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, blocked_get, q), 0);
+  /* Not a synchronisation: the outcome must be the same whether or not
+   * the thread is inside its call yet; the pause makes it likely it is. */
+  struct timespec ts = {0, 100 * 1000000L};
+  nanosleep(&ts, NULL);
+  pid_t c = t_fork();
+  cr_assert_geq(c, 0);
+  if (c == 0) {
+    alarm(60); /* a hang fails as SIGALRM, not as a stuck test */
+    int rc = bl_dict_set(d, "child", "1", 1) == 0 ? 0 : 1;
+    t_exit(rc);
+  }
+  cr_expect_eq(t_wait_exit(c), 0);
+  char *s = dget(d2, "child");
+  cr_expect(s && strcmp(s, "1") == 0);
+  free(s);
+  cr_assert_eq(bl_mqueue_put(q2, "x", 1), 0);
+  void *ret = NULL;
+  pthread_join(t, &ret);
+  cr_expect_eq((intptr_t)ret, 0);
+  bl_proxy_free(&q2);
+  bl_proxy_free(&d2);
+  bl_manager_free(&other);
+  bl_proxy_free(&q);
+  bl_proxy_free(&d);
   bl_manager_free(&m);
 }

@@ -15,7 +15,8 @@
  *
  * Processes: a proxy made before fork() may be used in the child: each
  * process (by pid) opens its own authenticated connection on first use,
- * as billiard's proxies reconnect after fork. Within a process, calls on
+ * as billiard's proxies reconnect after fork (also when another thread of
+ * the parent was inside a call at the fork). Within a process, calls on
  * proxies of one manager are serialised (one connection, one request at
  * a time); a blocking call (queue get, lock acquire, event wait) holds
  * that connection for its duration, so use separate managers handles
