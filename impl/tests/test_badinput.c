@@ -211,6 +211,8 @@ static bl_queue_options_t qo_reserved;
 static bl_queue_t *qout;
 #define QUEUE_CASES(X)                                                         \
   X(options_init_null, (bl_queue_options_init(NULL), 0), 0)                    \
+  X(attach_null, bl_queue_attach(NULL, 0), -EINVAL)                           \
+  X(attach_no_handle, bl_queue_attach(&qout, 0), -ERANGE)                      \
   X(new_null, bl_queue_new(NULL, NULL), -EINVAL)                               \
   X(new_skipped_init, bl_queue_new(&qout, &qo_noinit), -EINVAL)               \
   X(new_reserved, bl_queue_new(&qout, &qo_reserved), -EINVAL)                 \
@@ -280,6 +282,12 @@ static void *outp;
 static int pred_false(void *a) { (void)a; return 0; }
 #define SYNC_CASES(X)                                                          \
   X(lock_new_null, bl_lock_new(NULL), -EINVAL)                                 \
+  X(lock_attach_null, bl_lock_attach(NULL, 0), -EINVAL)                        \
+  X(lock_attach_no_handle, bl_lock_attach((bl_lock_t **)&outp, 0), -ERANGE)    \
+  X(sem_attach_null, bl_semaphore_attach(NULL, 0), -EINVAL)                    \
+  X(event_attach_no_handle, bl_event_attach((bl_event_t **)&outp, 3), -ERANGE) \
+  X(cond_attach_null, bl_condition_attach(NULL, 0), -EINVAL)                   \
+  X(barrier_attach_no_handle, bl_barrier_attach((bl_barrier_t **)&outp, 0, NULL, NULL), -ERANGE) \
   X(rlock_new_null, bl_rlock_new(NULL), -EINVAL)                               \
   X(lock_acquire_null, bl_lock_acquire(NULL, 0), -EINVAL)                      \
   X(lock_release_null, bl_lock_release(NULL), -EINVAL)                         \
@@ -377,6 +385,8 @@ static uint64_t u64;
 static double f64;
 #define SHARED_CASES(X)                                                        \
   X(options_init_null, (bl_shared_options_init(NULL), 0), 0)                   \
+  X(value_attach_null, bl_value_attach(NULL, 0), -EINVAL)                     \
+  X(value_attach_no_handle, bl_value_attach(&vout, 0), -ERANGE)               \
   X(value_new_null, bl_value_new(NULL, 'i', NULL), -EINVAL)                    \
   X(value_new_bad_typecode, bl_value_new(&vout, 'Z', NULL), -EINVAL)           \
   X(value_new_nul_typecode, bl_value_new(&vout, '\0', NULL), -EINVAL)          \
@@ -462,6 +472,13 @@ static bl_process_options_t po_noinit = {0}, po_reserved, po_method, po_grace;
 static char long_name[BL_TASK_NAME_MAX + 2];
 #define PROC_CASES(X)                                                          \
   X(options_init_null, (bl_process_options_init(NULL), 0), 0)                  \
+  X(add_handle_null, bl_process_add_handle(NULL, BL_HANDLE_LOCK, lk), -EINVAL) \
+  X(add_handle_null_obj, bl_process_add_handle(pnew, BL_HANDLE_LOCK, NULL), -EINVAL) \
+  X(add_handle_bad_kind, bl_process_add_handle(pnew, (bl_handle_kind_t)0, lk), -EINVAL) \
+  X(add_handle_wrong_kind, bl_process_add_handle(pnew, BL_HANDLE_EVENT, lk), -EINVAL) \
+  X(add_handle_started, bl_process_add_handle(pstarted, BL_HANDLE_LOCK, lk), BL_ESTATE) \
+  X(handle_kind_none, bl_process_handle_kind(0), -ERANGE)                      \
+  X(handle_count_none, bl_process_handle_count(), 0)                           \
   X(new_null, bl_process_new(NULL, "bad_noop", NULL, 0, NULL), -EINVAL)        \
   X(new_null_target, bl_process_new(&pout, NULL, NULL, 0, NULL), -EINVAL)      \
   X(new_empty_target, bl_process_new(&pout, "", NULL, 0, NULL), -EINVAL)  \
@@ -519,7 +536,9 @@ Test(badinput, process) {
   cr_assert_eq(bl_process_start(pstarted), 0);
   cr_assert_eq(bl_process_join(pstarted, 60000), 0);
   cr_assert_eq(bl_process_close(pstarted), 0);
+  cr_assert_eq(bl_lock_new(&lk), 0); /* for the add_handle cases */
   RUN("process", proc_cases);
+  bl_lock_free(&lk);
   cr_expect_null(pout);
   /* an unknown target is found missing by the child, at start */
   cr_assert_eq(bl_process_new(&pout, "no_such", NULL, 0, NULL), 0);
