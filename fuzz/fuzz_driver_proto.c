@@ -19,13 +19,23 @@ static void check(int ok) {
   if (!ok) abort();
 }
 
+/* A rejection's reason goes into the run's JSON record: it must be a
+ * string jansson accepts (UTF-8), or the record loses it. */
+static void check_why(const char *why) {
+  check(why && *why);
+  json_t *s = json_string(why);
+  check(s != NULL);
+  json_decref(s);
+}
+
 /* One line; returns 0 to go on, 1 when the runner would stop the run. */
 static int one_line(const char *line, int first, long *pending) {
   char *why = NULL;
   if (first) {
     json_t *h = NULL;
     int rc = bc_proto_hello(line, &h, &why);
-    check(rc == 0 ? json_is_object(h) && !why : !h && why && *why);
+    if (rc == 0) check(json_is_object(h) && !why);
+    else check(!h), check_why(why);
     json_decref(h);
     free(why);
     return rc != 0;
@@ -33,7 +43,8 @@ static int one_line(const char *line, int first, long *pending) {
   json_t *m = NULL;
   int kind = bc_proto_line(line, *pending, &m, &why);
   if (kind < 0) {
-    check(!m && why && *why);
+    check(!m);
+    check_why(why);
     free(why);
     return 1;
   }

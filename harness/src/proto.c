@@ -10,7 +10,8 @@
 
 char *bc_proto_short_json(const json_t *v, size_t max) {
   if (!v) return bc_xstrdup("nothing");
-  char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+  /* ASCII only: cutting it anywhere still leaves valid UTF-8. */
+  char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
   if (!s) return bc_xstrdup("?");
   if (strlen(s) > max) {
     char *c = bc_asprintf("%.*s... (%zu bytes)", (int)max, s, strlen(s));
@@ -22,6 +23,16 @@ char *bc_proto_short_json(const json_t *v, size_t max) {
   return c;
 }
 
+/* The start of an offending line for a message: at most 120 bytes, each
+ * outside printable ASCII shown as '?' (the message goes into JSON
+ * records, which take only UTF-8; a driver may print anything). */
+static char *excerpt(const char *line) {
+  char *e = bc_asprintf("%.120s", line);
+  for (char *c = e; *c; c++)
+    if (*c < 0x20 || *c > 0x7e) *c = '?';
+  return e;
+}
+
 int bc_proto_hello(const char *line, json_t **hello, char **why) {
   *hello = NULL;
   *why = NULL;
@@ -29,8 +40,9 @@ int bc_proto_hello(const char *line, json_t **hello, char **why) {
   json_t *h = json_object_get(m, "hello");
   if (!json_is_object(h)) {
     json_decref(m);
-    *why = bc_asprintf("protocol violation: expected the hello as the first line, got '%.120s'",
-                       line);
+    char *e = excerpt(line);
+    *why = bc_asprintf("protocol violation: expected the hello as the first line, got '%s'", e);
+    free(e);
     return -1;
   }
   json_t *v = json_object_get(m, "v"), *proto = json_object_get(h, "protocol");
@@ -55,8 +67,9 @@ int bc_proto_line(const char *line, long pending_id, json_t **msg, char **why) {
   json_t *m = json_loads(line, 0, &jerr);
   if (!m || !json_is_object(m)) {
     json_decref(m);
-    *why = bc_asprintf(
-        "protocol violation: expected a JSON object line on stdout, got '%.120s'", line);
+    char *e = excerpt(line);
+    *why = bc_asprintf("protocol violation: expected a JSON object line on stdout, got '%s'", e);
+    free(e);
     return -1;
   }
   json_t *v = json_object_get(m, "v");
@@ -90,8 +103,9 @@ int bc_proto_line(const char *line, long pending_id, json_t **msg, char **why) {
     return -1;
   }
   json_decref(m);
-  *why = bc_asprintf(
-      "protocol violation: expected a reply, an event or the hello, got '%.120s'", line);
+  char *e = excerpt(line);
+  *why = bc_asprintf("protocol violation: expected a reply, an event or the hello, got '%s'", e);
+  free(e);
   return -1;
 }
 
