@@ -156,6 +156,9 @@ int bcd_register_tasks(void);
 int bcd_target_self_contained(const char *name); /* runs under spawn/forkserver */
 int bcd_register_sync_targets(void);   /* ops_sync.c */
 int bcd_register_manager_targets(void); /* ops_manager.c */
+/* Targets given manager proxies; plan adds what a spawn child needs. */
+int bcd_manager_takes_proxies(const char *target);
+void bcd_manager_plan(json_t *args);
 /* ops_sync.c: targets that get their objects as process handles (every
  * start method); plan their indices into args, then hand them to p. */
 int bcd_sync_takes_handles(const char *target);

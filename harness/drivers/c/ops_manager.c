@@ -26,6 +26,7 @@ typedef struct ptype ptype_t;
 typedef struct proxy_rec {
   bl_proxy_t *px;
   const ptype_t *t;
+  bl_manager_t *m; /* the handle it was made on */
 } proxy_rec_t;
 
 static void mgr_destroy(void *o) {
@@ -670,6 +671,7 @@ static json_t *op_new(json_t *a, bcd_err_t *e) {
     return rc > 0 ? NULL : fail_conn(e, rc, "manager.new");
   }
   r->t = t;
+  r->m = m->m;
   bcd_add(name, BCD_PROXY, r, proxy_destroy);
   return json_pack("{s:s}", "proxy", name);
 }
@@ -715,18 +717,96 @@ static json_t *targs(const void *arg, size_t len) {
   return a ? a : json_object();
 }
 
+/* Proxies cross to a process as a handle name (fork: the child finds it in
+ * the table it inherited) and, added by bcd_manager_plan, as "<key>.remote"
+ * {address, authkey (hex), id, typeid}: a spawn/forkserver child has no
+ * table, so it connects to the manager by address and authkey and
+ * attaches the object, as a billiard proxy unpickled in a child does. */
+static const char *const proxy_keys[] = {"proxy", "lock"};
+
+int bcd_manager_takes_proxies(const char *target) {
+  return strcmp(target, "proxy_call") == 0 || strcmp(target, "proxy_add") == 0;
+}
+
+void bcd_manager_plan(json_t *args) {
+  for (size_t i = 0; i < sizeof proxy_keys / sizeof proxy_keys[0]; i++) {
+    proxy_rec_t *r = bcd_find(bcd_str(args, proxy_keys[i]), BCD_PROXY);
+    if (r == NULL || bl_manager_address(r->m) == NULL)
+      continue;
+    size_t klen = 0;
+    const unsigned char *k = bl_manager_authkey(r->m, &klen);
+    char hex[2 * BL_MANAGER_AUTHKEY_MAX + 1];
+    for (size_t j = 0; j < klen; j++)
+      snprintf(hex + 2 * j, 3, "%02x", k[j]);
+    hex[2 * klen] = 0;
+    char key[32];
+    snprintf(key, sizeof key, "%s.remote", proxy_keys[i]);
+    json_object_set_new(
+        args, key,
+        json_pack("{s:s,s:s,s:I,s:s}", "address", bl_manager_address(r->m),
+                  "authkey", hex, "id", (json_int_t)bl_proxy_id(r->px),
+                  "typeid", r->t->typeid));
+  }
+}
+
+/* The proxy a[key] names, in the child; *own is set when it was made here
+ * (free it with free_child_proxy). NULL when it cannot be had: *own is then
+ * 1 if the manager could not be reached (an error of the call: exit 1),
+ * 0 if the arguments name no proxy (exit 2). */
+static proxy_rec_t *child_proxy(json_t *a, const char *key, int *own) {
+  *own = 0;
+  proxy_rec_t *r = bcd_find(bcd_str(a, key), BCD_PROXY);
+  if (r != NULL)
+    return r;
+  char rkey[32];
+  snprintf(rkey, sizeof rkey, "%s.remote", key);
+  json_t *rem = json_object_get(a, rkey);
+  const char *addr = bcd_str(rem, "address"), *hex = bcd_str(rem, "authkey");
+  const ptype_t *t = type_of(bcd_str(rem, "typeid"));
+  size_t klen = hex ? strlen(hex) / 2 : 0;
+  if (addr == NULL || t == NULL || klen == 0 || klen > BL_MANAGER_AUTHKEY_MAX)
+    return NULL;
+  unsigned char k[BL_MANAGER_AUTHKEY_MAX];
+  for (size_t j = 0; j < klen; j++) {
+    unsigned v;
+    if (sscanf(hex + 2 * j, "%2x", &v) != 1)
+      return NULL;
+    k[j] = (unsigned char)v;
+  }
+  *own = 1;
+  if ((r = calloc(1, sizeof *r)) == NULL)
+    return NULL;
+  r->t = t;
+  if (bl_manager_connect(&r->m, addr, k, klen) != 0 ||
+      bl_proxy_attach(r->m, (uint32_t)bcd_num(rem, "id", 0), &r->px) != 0) {
+    bl_manager_free(&r->m);
+    free(r);
+    return NULL;
+  }
+  return r;
+}
+
+static void free_child_proxy(proxy_rec_t *r, int own) {
+  if (r == NULL || !own)
+    return;
+  bl_proxy_free(&r->px);
+  bl_manager_free(&r->m);
+  free(r);
+}
+
 /* proxy_call {proxy, method, args, times}: exit 0 when every call
  * succeeded, 1 on the first error, 2 without the proxy. */
 static int p_proxy_call(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  proxy_rec_t *r = bcd_find(bcd_str(a, "proxy"), BCD_PROXY);
+  int own;
+  proxy_rec_t *r = child_proxy(a, "proxy", &own);
   const char *method = bcd_str(a, "method");
   long times = (long)bcd_num(a, "times", 1);
-  int rc = r ? 0 : 2;
+  int rc = r ? 0 : own ? 1 : 2;
   json_t *args = json_object_get(a, "args");
-  json_t *own = NULL;
+  json_t *own_args = NULL;
   if (!json_is_array(args))
-    args = own = json_array();
+    args = own_args = json_array();
   json_t *calls = json_object_get(a, "calls");
   if (json_is_array(calls)) { /* [{method, args}, ...] in order, once */
     times = 0;
@@ -749,25 +829,21 @@ static int p_proxy_call(const void *arg, size_t len) {
     rc = res ? 0 : 1;
     json_decref(res);
   }
-  json_decref(own);
+  json_decref(own_args);
+  free_child_proxy(r, own);
   json_decref(a);
   return rc;
 }
 
 /* proxy_add {proxy (a Value), lock (a Lock proxy), n}: n read-modify-write
  * increments of an integer Value, each under the manager lock. */
-static int p_proxy_add(const void *arg, size_t len) {
-  json_t *a = targs(arg, len);
-  proxy_rec_t *v = bcd_find(bcd_str(a, "proxy"), BCD_PROXY);
-  proxy_rec_t *l = bcd_find(bcd_str(a, "lock"), BCD_PROXY);
-  long n = (long)bcd_num(a, "n", 1);
-  json_decref(a);
+static int proxy_add(proxy_rec_t *v, proxy_rec_t *l, long n) {
   if (v == NULL || l == NULL)
     return 2;
   for (long i = 0; i < n; i++) {
     void *out = NULL;
     size_t on = 0;
-    if (bl_mlock_acquire(l->px, -1) != 0)
+    if (bl_macquire(l->px, -1) != 0)
       return 1;
     if (bl_mvalue_get(v->px, &out, &on) != 0)
       return 1;
@@ -776,11 +852,28 @@ static int p_proxy_add(const void *arg, size_t len) {
     int bn = snprintf(buf, sizeof buf, "%lld",
                       (long long)json_integer_value(x) + 1);
     json_decref(x);
-    if (bl_mvalue_set(v->px, buf, (size_t)bn) != 0 ||
-        bl_mlock_release(l->px) != 0)
+    if (bl_mvalue_set(v->px, buf, (size_t)bn) != 0 || bl_mrelease(l->px) != 0)
       return 1;
   }
   return 0;
+}
+
+static int p_proxy_add(const void *arg, size_t len) {
+  json_t *a = targs(arg, len);
+  int own_v, own_l;
+  proxy_rec_t *v = child_proxy(a, "proxy", &own_v);
+  proxy_rec_t *l = child_proxy(a, "lock", &own_l);
+  int rc = (!v && own_v) || (!l && own_l) ? 1 : proxy_add(v, l, (long)bcd_num(a, "n", 1));
+  free_child_proxy(v, own_v);
+  free_child_proxy(l, own_l);
+  json_decref(a);
+  return rc;
+}
+
+/* Also in spawn/forkserver children (fresh images that never run main). */
+__attribute__((constructor)) static void register_proxy_targets(void) {
+  (void)bl_register_target("proxy_call", p_proxy_call);
+  (void)bl_register_target("proxy_add", p_proxy_add);
 }
 
 int bcd_register_manager_targets(void) {

@@ -47,8 +47,9 @@ static json_t *op_start(json_t *a, bcd_err_t *e) {
    * as process handles (ops_sync.c) can run there. */
   o.start_method = bcd_str(a, "start_method");
   int shares = bcd_sync_takes_handles(target);
+  int proxies = bcd_manager_takes_proxies(target); /* ops_manager.c */
   if (o.start_method && strcmp(o.start_method, "fork") != 0 &&
-      !bcd_target_self_contained(target) && !shares) {
+      !bcd_target_self_contained(target) && !shares && !proxies) {
     free(name);
     return bcd_unsupported(e, "target %s needs inherited handles: fork only",
                            target);
@@ -59,6 +60,8 @@ static json_t *op_start(json_t *a, bcd_err_t *e) {
   args = json_is_object(args) ? json_deep_copy(args) : json_incref(args);
   if (shares && json_is_object(args))
     bcd_sync_plan(args);
+  if (proxies && json_is_object(args))
+    bcd_manager_plan(args);
   char *arg = bcd_dump(args);
   proc_rec_t *r = calloc(1, sizeof *r);
   int rc = r ? bl_process_new(&r->p, target, arg, strlen(arg), &o) : -ENOMEM;
