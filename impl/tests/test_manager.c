@@ -670,3 +670,35 @@ Test(manager, fork_while_another_thread_is_in_a_call) {
   bl_proxy_free(&d);
   bl_manager_free(&m);
 }
+
+Test(manager, register_table_is_bounded_and_replaces) {
+  bl_manager_type_t t;
+  bl_manager_type_init(&t);
+  t.create = counter_create;
+  t.methods = counter_methods;
+  t.nmethods = BL__ARRAY_SIZE(counter_methods);
+  char name[BL_MANAGER_TYPEID_MAX + 2];
+  for (int i = 0; i < BL_MANAGER_TYPES_MAX; i++) {
+    snprintf(name, sizeof name, "T%d", i);
+    cr_assert_eq(bl_manager_register(name, &t), 0);
+  }
+  cr_expect_eq(bl_manager_register("one-too-many", &t), -ENOSPC);
+  cr_expect_eq(bl_manager_register("T0", &t), 0); /* replacing needs no slot */
+  memset(name, 'x', sizeof name - 1);
+  name[sizeof name - 1] = 0; /* BL_MANAGER_TYPEID_MAX + 1 bytes */
+  cr_expect_eq(bl_manager_register(name, &t), -EINVAL);
+  bl_manager_method_t nameless[] = {{NULL, counter_get}};
+  bl_manager_type_t bad = t;
+  bad.methods = nameless;
+  bad.nmethods = 1;
+  cr_expect_eq(bl_manager_register("T1", &bad), -EINVAL);
+  bad.methods = NULL;
+  cr_expect_eq(bl_manager_register("T1", &bad), -EINVAL);
+  bad = t;
+  bad.size = 0;
+  cr_expect_eq(bl_manager_register("T1", &bad), -EINVAL);
+  bl_manager_type_init(NULL); /* tolerated */
+  bl_proxy_t *px = NULL;
+  cr_expect_eq(bl_manager_create(NULL, "T0", NULL, 0, &px), -EINVAL);
+  cr_expect_eq(bl_manager_create(NULL, "", NULL, 0, &px), -EINVAL);
+}
