@@ -54,9 +54,12 @@ void bl__job_unref(bl_result_t *r) {
   if (r->kind == BL__JOB_APPLY) {
     free(r->buf1);
   } else {
-    for (size_t c = 0; r->chunks && c < r->nchunks; c++) {
-      free(r->chunks[c].buf);
+    for (size_t c = 0; r->chunks && c < r->nchunks; c++)
       free(r->chunks[c].off);
+    while (r->blk) {
+      struct bl__blk *b = r->blk;
+      r->blk = b->next;
+      free(b);
     }
     for (size_t c = 0; r->cherr && c < r->nchunks; c++)
       bl_error_info_clear(&r->cherr[c]);
@@ -158,6 +161,26 @@ void bl__pool_fail_unit(bl_pool_t *p, struct bl__unit *u, int code,
   resolve(p, r, code, type, msg, NULL);
 }
 
+/* n bytes (8-aligned) from r's blocks, which only grow until r is freed. */
+static uint8_t *chunk_store(bl_result_t *r, size_t n) {
+  size_t need = (n + 7) & ~(size_t)7;
+  struct bl__blk *b = r->blk;
+  if (!b || b->cap - b->used < need) {
+    size_t cap = b ? b->cap * 2 : 16384;
+    if (cap > 262144) cap = 262144;
+    if (cap < need) cap = need;
+    b = malloc(sizeof *b + cap);
+    if (!b) return NULL;
+    b->next = r->blk;
+    b->cap = cap;
+    b->used = 0;
+    r->blk = b;
+  }
+  uint8_t *at = b->data + b->used;
+  b->used += need;
+  return at;
+}
+
 /* A READY/FAIL frame for unit u. Lock held. */
 static void on_outcome(bl_pool_t *p, struct bl__unit *u, const bl__pw_hdr_t *h,
                        const uint8_t *body) {
@@ -211,18 +234,19 @@ static void on_outcome(bl_pool_t *p, struct bl__unit *u, const bl__pw_hdr_t *h,
    * by stride (same lengths) or by an offset table. */
   size_t first = (size_t)u->chunk * r->chunksize;
   size_t n = r->nitems - first < r->chunksize ? r->nitems - first : r->chunksize;
-  uint8_t *copy = h->nitems == n ? malloc(h->len ? h->len : 1) : NULL;
-  int bad = !copy ? (h->nitems == n ? -ENOMEM : BL_EPROTOCOL) : 0;
+  int bad = h->nitems == n ? 0 : BL_EPROTOCOL;
   size_t cur = 0, l0 = 0;
   int same = 1;
-  if (!bad) memcpy(copy, body, h->len);
   for (size_t i = 0; !bad && i < n; i++) {
     const uint8_t *it;
     size_t len;
-    if (bl__pw_next_item(copy, h->len, &cur, &it, &len)) bad = BL_EPROTOCOL;
+    if (bl__pw_next_item(body, h->len, &cur, &it, &len)) bad = BL_EPROTOCOL;
     else if (i == 0) l0 = len;
     else if (len != l0) same = 0;
   }
+  uint8_t *copy = bad ? NULL : chunk_store(r, h->len);
+  if (!bad && !copy) bad = -ENOMEM;
+  if (copy) memcpy(copy, body, h->len);
   uint32_t *off = NULL;
   if (!bad && !same && !(off = malloc(n * sizeof *off))) bad = -ENOMEM;
   for (size_t i = 0, o = 0; off && i < n; i++) {
@@ -232,7 +256,6 @@ static void on_outcome(bl_pool_t *p, struct bl__unit *u, const bl__pw_hdr_t *h,
     o += 4 + (size_t)l;
   }
   if (bad) {
-    free(copy);
     bl__pool_fail_unit(p, u, bad, NULL, NULL);
     return;
   }

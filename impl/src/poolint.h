@@ -58,6 +58,14 @@ struct bl__job_opts {
   size_t chunksize;
 };
 
+/* Chunk bodies are bump-allocated from a job's blocks (growing to 256 KiB):
+ * one malloc per block, not per chunk, and no per-chunk heap growth. */
+struct bl__blk {
+  struct bl__blk *next;
+  size_t cap, used;
+  uint8_t data[];
+};
+
 struct bl_result {
   atomic_int refs;
   atomic_int ready;           /* 1 once resolved; read without the lock */
@@ -78,6 +86,7 @@ struct bl_result {
   size_t nacked, ndone;
   /* outputs */
   struct bl__chunk *chunks;   /* map/imap: nchunks READY bodies */
+  struct bl__blk *blk;        /* ...stored in these (newest first) */
   int *chcode;                /* imap: per-chunk outcome */
   bl_error_info_t *cherr;     /* imap: per-chunk error (NULL until needed) */
   size_t *done_order;         /* imap_unordered: chunks by completion */

@@ -71,7 +71,10 @@ static int put_task(bl__buf_t *b, uint64_t job, uint32_t chunk, uint64_t first,
     uint32_t l = (uint32_t)lens[i0 + i];
     memcpy(p, &l, 4);
     p += 4;
-    if (l) memcpy(p, args ? args[i0 + i] : base + off[i0 + i], l);
+    const uint8_t *src = args ? args[i0 + i] : base + off[i0 + i];
+    if (l == 8) memcpy(p, src, 8); /* the usual small item: no call */
+    else if (l == 4) memcpy(p, src, 4);
+    else if (l) memcpy(p, src, l);
     p += l;
   }
   b->len += sizeof h + body;
