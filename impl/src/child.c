@@ -143,6 +143,11 @@ pid_t bl__fork(int pdeathsig) {
     if (dp[0] >= 0) dp_add(pid, dp[0]);
     return pid;
   }
+#ifdef BL_COVERAGE
+  /* First thing: else the parent's counts are dumped twice, and what the
+   * child does from here on is counted. */
+  __gcov_reset(); /* GCOVR_EXCL_LINE: the counts before it are dropped */
+#endif
   in_child = 1;
   if (fallback) {
     pthread_mutex_t fresh = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
@@ -155,9 +160,6 @@ pid_t bl__fork(int pdeathsig) {
   pthread_mutex_init(&dp_mu, NULL);
   for (size_t i = 0; i < ndps; i++) close(dps[i].rfd);
   ndps = 0;
-#ifdef BL_COVERAGE
-  __gcov_reset(); /* GCOVR_EXCL_LINE: else the parent's counts are dumped twice */
-#endif
   if (pdeathsig) {
     /* The parent may have died between fork() and prctl(): check after
      * arming, since the signal is only sent for deaths that follow it. */
@@ -170,8 +172,10 @@ pid_t bl__fork(int pdeathsig) {
 _Noreturn void bl__child_exit(int code) {
 #ifdef BL_COVERAGE
   __gcov_dump(); /* GCOVR_EXCL_LINE: lines after the dump are never counted */
-#endif
+  _exit(code);   /* GCOVR_EXCL_LINE */
+#else
   _exit(code);
+#endif
 }
 
 int bl__pidfd_open(pid_t pid) {
@@ -223,6 +227,7 @@ int bl__child_deathpipe(void) { return in_child ? own_dp : -1; }
 #ifdef FIU_ENABLE
 void bl__fault_crash(void *failinfo) {
   int sig = failinfo ? (int)(intptr_t)failinfo : SIGKILL;
+  bl__coverage_flush(); /* the signal leaves no exit() to write counters */
   raise(sig);
   _exit(128 + sig); /* a caught or ignored signal still ends the process */
 }

@@ -240,3 +240,15 @@ Test(cov_misc, logger_levels_names_and_truncation) {
   close(p[1]);
   cr_expect_geq(bl_cpu_count(), 1);
 }
+
+Test(cov_misc, debug_validate_prints_the_failed_check) {
+  int saved = bl__debug_validate; /* BL_DEBUG_VALIDATE=1 at load sets it */
+  bl__debug_validate = 1;
+  cr_expect_eq(bl_error_info_set(NULL, 1, NULL, NULL, NULL), -EINVAL);
+  bl__debug_validate = saved;
+}
+
+/* What a debug build does when a NEVER()/ALWAYS() belief is wrong. */
+Test(cov_misc, a_wrong_never_aborts, .signal = SIGABRT) {
+  bl__never_failed(__FILE__, __LINE__, "a wrong belief");
+}
