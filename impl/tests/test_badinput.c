@@ -803,7 +803,7 @@ static uint32_t u32;
   X(down_dict_set, bl_dict_set(dpx, "k", "v", 1), BL_ENOTRUNNING)              \
   X(down_dict_get, bl_dict_get(dpx, "k", &vp, &sz), BL_ENOTRUNNING)            \
   X(down_dict_len, bl_dict_len(dpx, &sz), BL_ENOTRUNNING)                      \
-  X(down_new_dict, bl_manager_dict(mgr, &pxout), BL_ENOTRUNNING)               \
+  X(down_new_dict, bl_manager_dict(mgr, &pxout), BL_ESTATE)                    \
   X(down_attach, bl_proxy_attach(mgr, u32, &pxout), BL_ENOTRUNNING)            \
   X(down_shutdown_again, bl_manager_shutdown(mgr), 0)                          \
   X(down_start_again, bl_manager_start(mgr), BL_ESTATE)
