@@ -569,3 +569,69 @@ Test(handles, fault_in_second_dup_unwinds) {
   bl_lock_free(&l);
 #endif
 }
+
+/* ---- what a child does with handles that are not what they claim ---- */
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "handle.h"
+#include "shm.h"
+
+Test(handles, foreign_and_corrupt_handles_are_refused) {
+  int pp[2];
+  cr_assert_eq(pipe(pp), 0);
+  bl__shm_tag_t tag;
+  cr_expect_eq(bl__shm_peek(pp[0], &tag), -EINVAL, "a pipe");
+  /* A memfd of the right size without a trailer. */
+  int mfd = memfd_create("not-billiard", MFD_CLOEXEC);
+  cr_assert_geq(mfd, 0);
+  cr_assert_eq(ftruncate(mfd, sysconf(_SC_PAGESIZE)), 0);
+  cr_expect_eq(bl__shm_peek(mfd, &tag), -EINVAL, "no magic");
+
+  /* A queue and an array, handed over honestly. */
+  bl_queue_t *q;
+  bl_value_t *a;
+  cr_assert_eq(bl_queue_new(&q, NULL), 0);
+  cr_assert_eq(bl_array_new(&a, 'i', 4, NULL), 0);
+  int fds[2];
+  cr_assert_eq(bl__queue_export(q, fds), 1);
+  int qfd = fds[0];
+  cr_assert_eq(bl__value_export(a, fds), 1);
+  int afd = fds[0];
+  int table[4] = {pp[0], mfd, qfd, afd};
+  bl__handles_set(table, 4);
+  cr_expect_eq(bl_process_handle_count(), 4);
+  cr_expect_eq(bl_process_handle_kind(0), -EINVAL);
+  cr_expect_eq(bl_process_handle_kind(1), -EINVAL);
+  cr_expect_eq(bl_process_handle_kind(2), BL_HANDLE_QUEUE);
+  bl_queue_t *q2 = NULL;
+  bl_lock_t *l2 = NULL;
+  cr_expect_eq(bl_queue_attach(&q2, 0), -EINVAL);
+  cr_expect_eq(bl_lock_attach(&l2, 1), -EINVAL);
+  cr_expect_eq(bl_lock_attach(&l2, 2), -EINVAL, "a queue is no lock");
+
+  /* A value attaches; once its shared element count (the header's first
+   * word) claims more than its mapping holds, it is refused. */
+  bl_value_t *a2 = NULL;
+  cr_assert_eq(bl_value_attach(&a2, 3), 0);
+  cr_expect_eq(bl_value_len(a2), 4);
+  bl_value_free(&a2);
+  int fd_before = t_count_fds();
+  void *base = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ | PROT_WRITE,
+                    MAP_SHARED, afd, 0);
+  cr_assert_neq(base, MAP_FAILED);
+  *(uint64_t *)base = 1u << 30; /* n: far beyond the mapping */
+  cr_expect_eq(bl_value_attach(&a2, 3), -EINVAL);
+  cr_expect_null(a2);
+  *(uint64_t *)base = 4;
+  cr_expect_eq(t_count_fds(), fd_before, "a refused attach keeps no fd");
+  munmap(base, (size_t)sysconf(_SC_PAGESIZE));
+
+  bl__handles_set(NULL, 0);
+  bl_value_free(&a);
+  bl_queue_free(&q);
+  close(mfd);
+  close(pp[0]);
+  close(pp[1]);
+}
