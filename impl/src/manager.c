@@ -260,6 +260,10 @@ struct wctx {
   uint64_t gen, epoch;   /* barrier wait */
 };
 static int has_items(const struct obj *o, const struct wctx *c) { (void)c; return o->n > 0; }
+static int has_room(const struct obj *o, const struct wctx *c) {
+  (void)c;
+  return o->bound <= 0 || (int64_t)o->n < o->bound;
+}
 static int is_free(const struct obj *o, const struct wctx *c) { (void)c; return !o->flag; }
 static int is_set(const struct obj *o, const struct wctx *c) { (void)c; return o->flag; }
 static int sem_free(const struct obj *o, const struct wctx *c) { (void)c; return o->count > 0; }
@@ -314,6 +318,10 @@ static int init_obj(struct obj *o, const struct req_hdr *h, const char *key,
   switch (h->kind) {
   case K_VALUE:
     return push_item(o, NULL, val, h->vlen);
+  case K_QUEUE:
+    if (h->arg < 0 || h->arg > INT32_MAX) return -EINVAL;
+    o->bound = h->arg; /* maxsize, 0: unbounded */
+    return 0;
   case K_SEM:
   case K_BSEM:
     if (h->arg < 0 || h->arg > INT32_MAX) return -EINVAL;
@@ -517,8 +525,10 @@ static int handle(const struct req_hdr *h, uint64_t cid, const char *key, const 
     return 0;
   case OP_LEN:
     return o->n > INT32_MAX ? INT32_MAX : (int)o->n;
-  case OP_APPEND:
   case OP_PUT:
+    if (!wait_for(&o, h->arg, has_room, &c)) return BL_EFULL;
+    /* fall through */
+  case OP_APPEND:
     rc = push_item(o, NULL, val, h->vlen);
     if (rc == 0 && h->op == OP_PUT) o->unfinished++;
     pthread_cond_broadcast(&S.cv);
@@ -539,6 +549,7 @@ static int handle(const struct req_hdr *h, uint64_t cid, const char *key, const 
     *rlen = o->v[0].len;
     memmove(&o->v[0], &o->v[1], (o->n - 1) * sizeof *o->v);
     o->n--;
+    pthread_cond_broadcast(&S.cv); /* room for a blocked put */
     return 0;
   case OP_TASKDONE:
     if (o->unfinished <= 0) return BL_EOVERRELEASE;
@@ -1079,8 +1090,11 @@ BL_API int bl_namespace_get(bl_proxy_t *px, const char *attr, void **val, size_t
 }
 
 BL_API int bl_mqueue_put(bl_proxy_t *px, const void *val, size_t len) {
+  return bl_mqueue_put_wait(px, val, len, -1);
+}
+BL_API int bl_mqueue_put_wait(bl_proxy_t *px, const void *val, size_t len, int timeout_ms) {
   PX(px, K_QUEUE);
-  return C(px, OP_PUT, 0, NULL, val, len, NULL, NULL);
+  return C(px, OP_PUT, timeout_ms, NULL, val, len, NULL, NULL);
 }
 BL_API int bl_mqueue_get(bl_proxy_t *px, void **val, size_t *len, int timeout_ms) {
   PX(px, K_QUEUE);
@@ -1142,6 +1156,10 @@ static int create_arg(bl_manager_t *m, int kind, int64_t arg, const char *key,
 
 BL_API int bl_manager_joinable_queue(bl_manager_t *m, bl_proxy_t **px) {
   return create(m, K_QUEUE, px, NULL, 0);
+}
+BL_API int bl_manager_queue_bounded(bl_manager_t *m, bl_proxy_t **px, int maxsize) {
+  BL_VALIDATE(maxsize >= 0, -EINVAL);
+  return create_arg(m, K_QUEUE, maxsize, NULL, px, NULL, 0);
 }
 BL_API int bl_mqueue_task_done(bl_proxy_t *px) {
   PX(px, K_QUEUE);

@@ -702,3 +702,30 @@ Test(manager, register_table_is_bounded_and_replaces) {
   cr_expect_eq(bl_manager_create(NULL, "T0", NULL, 0, &px), -EINVAL);
   cr_expect_eq(bl_manager_create(NULL, "", NULL, 0, &px), -EINVAL);
 }
+
+Test(manager, bounded_queue_put_waits_for_room) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *q = NULL, *bad = NULL;
+  cr_expect_eq(bl_manager_queue_bounded(m, &bad, -1), -EINVAL);
+  cr_assert_eq(bl_manager_queue_bounded(m, &q, 2), 0);
+  cr_assert_eq(bl_mqueue_put(q, "a", 1), 0);
+  cr_assert_eq(bl_mqueue_put_wait(q, "b", 1, 0), 0);
+  cr_expect_eq(bl_mqueue_put_wait(q, "c", 1, 0), BL_EFULL);
+  cr_expect_eq(bl_mqueue_put_wait(q, "c", 1, 20), BL_EFULL);
+  pid_t c = t_fork();
+  cr_assert_geq(c, 0);
+  if (c == 0) {
+    void *v = NULL;
+    size_t n = 0;
+    int rc = bl_mqueue_get(q, &v, &n, 60000) == 0 && n == 1 && *(char *)v == 'a' ? 0 : 1;
+    free(v);
+    t_exit(rc);
+  }
+  cr_expect_eq(bl_mqueue_put_wait(q, "c", 1, 60000), 0); /* the child made room */
+  cr_expect_eq(t_wait_exit(c), 0);
+  size_t n = 0;
+  cr_expect_eq(bl_mqueue_size(q, &n), 0);
+  cr_expect_eq(n, 2);
+  bl_proxy_free(&q);
+  bl_manager_free(&m);
+}

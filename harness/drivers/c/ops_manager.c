@@ -221,11 +221,11 @@ static json_t *call_queue(proxy_rec_t *r, const char *m, json_t *args,
   size_t vn = 0, n = 0;
   void *out = NULL;
   int rc;
-  if (strcmp(m, "put") == 0) {
+  if (strcmp(m, "put") == 0) { /* put [v, block, timeout] */
     if ((rc = enc(arg(args, 0), &v, &vn)) == 0)
-      rc = bl_mqueue_put(r->px, v, vn);
+      rc = bl_mqueue_put_wait(r->px, v, vn, block_timeout(args, 1));
     free(v);
-    return DONE(rc, m);
+    return rc == BL_EFULL ? bcd_fail(e, "Full", "%s", "") : DONE(rc, m);
   }
   if (strcmp(m, "get") == 0) {
     rc = bl_mqueue_get(r->px, &out, &n, block_timeout(args, 0));
@@ -445,11 +445,9 @@ static int new_ns(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
   return bl_manager_namespace(m, px);
 }
 static int new_queue(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
-  if (bcd_num(a, "maxsize", 0) > 0) {
-    bcd_unsupported(e, "manager queues are unbounded in libbilliard");
-    return 1;
-  }
-  return bl_manager_queue(m, px);
+  (void)e;
+  double max = bcd_num(a, "maxsize", 0); /* <= 0: unbounded, as queue.Queue */
+  return bl_manager_queue_bounded(m, px, max > 0 ? (int)max : 0);
 }
 static int new_lock(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) {
   (void)a, (void)e;

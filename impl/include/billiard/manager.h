@@ -115,8 +115,13 @@ BL_API int bl_namespace_set(bl_proxy_t *px, const char *attr, const void *val,
 BL_API int bl_namespace_get(bl_proxy_t *px, const char *attr, void **val,
                             size_t *len);
 
-/* Queue (unbounded): get waits up to timeout_ms (< 0 forever) -> BL_EEMPTY. */
+/* Queue: get waits up to timeout_ms (< 0 forever) -> BL_EEMPTY. A queue
+ * is unbounded unless made with bl_manager_queue_bounded(maxsize > 0):
+ * then put waits for room (bl_mqueue_put forever; bl_mqueue_put_wait up
+ * to timeout_ms, 0 = non-blocking) -> BL_EFULL. */
+BL_API int bl_manager_queue_bounded(bl_manager_t *m, bl_proxy_t **px, int maxsize);
 BL_API int bl_mqueue_put(bl_proxy_t *px, const void *val, size_t len);
+BL_API int bl_mqueue_put_wait(bl_proxy_t *px, const void *val, size_t len, int timeout_ms);
 BL_API int bl_mqueue_get(bl_proxy_t *px, void **val, size_t *len, int timeout_ms);
 BL_API int bl_mqueue_size(bl_proxy_t *px, size_t *n);
 
