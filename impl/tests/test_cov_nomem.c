@@ -8,6 +8,8 @@
  * where meson preloads fiu_posix_preload.so for this test only. */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -246,3 +248,34 @@ Test(cov_nomem, process) {
 }
 Test(cov_nomem, pool) { sweep("pool", op_pool); }
 Test(cov_nomem, manager) { sweep("manager", op_manager); }
+
+/* fork() itself failing (libfiu's posix/proc/fork, same preload): bl__fork
+ * returns -errno and leaks nothing, with pidfds and on the death-pipe
+ * fallback (child/pidfd/probe). */
+static void fork_fails(int fallback) {
+  if (!getenv("BL_FIU_POSIX"))
+    cr_skip_test("needs the FI build (fiu_posix_preload.so preloaded)");
+#ifdef FIU_ENABLE
+  if (fallback)
+    fiu_enable("child/pidfd/probe", 1, (void *)(intptr_t)ENOSYS, FIU_ONETIME);
+  if (!fallback && !bl__have_pidfd()) cr_skip_test("no pidfds here (valgrind)");
+  cr_expect_eq(bl__have_pidfd(), !fallback);
+  int fds = t_count_fds();
+  fiu_enable("posix/proc/fork", 1, (void *)(intptr_t)EAGAIN, FIU_ONETIME);
+  pid_t pid = bl__fork(SIGKILL);
+  fiu_disable("posix/proc/fork");
+  if (pid == 0) bl__child_exit(0); /* the preload did not reach fork() */
+  cr_expect_eq(pid, -EAGAIN);
+  cr_expect_eq(t_count_fds(), fds, "the death pipe was closed");
+  pid = bl__fork(SIGKILL); /* and the next fork works */
+  if (pid == 0) bl__child_exit(4);
+  cr_assert_gt(pid, 0);
+  int st = 0;
+  cr_expect_eq(bl__waitpid(pid, &st, 0), pid);
+  cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 4);
+#else
+  (void)fallback;
+#endif
+}
+Test(cov_nomem, fork_fails_with_pidfds) { fork_fails(0); }
+Test(cov_nomem, fork_fails_on_death_pipes) { fork_fails(1); }
