@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <billiard/connection.h>
 #include <billiard/errors.h>
 #include <billiard/process.h>
 #include <billiard/queue.h>
@@ -233,6 +234,29 @@ static int c_borrowed(const void *arg, size_t len) {
   return rc;
 }
 
+/* Handle 0 = one end of a duplex Pipe: answer "ping" with "pong"; handle
+ * 1 = the write end of a one-way Pipe: say "bye". */
+static int c_conn(const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  bl_conn_t *c = NULL, *w = NULL;
+  if (bl_conn_attach(&c, 0) != 0) return 10;
+  if (bl_conn_attach(&w, 1) != 0) return 11;
+  int rc = 0;
+  void *buf = NULL;
+  size_t n = 0;
+  if (!bl_conn_readable(c) || !bl_conn_writable(c)) rc = 12;
+  else if (bl_conn_readable(w) || !bl_conn_writable(w)) rc = 13;
+  else if (bl_conn_recv_bytes(c, &buf, &n, 0) != 0) rc = 14;
+  else if (n != 4 || memcmp(buf, "ping", 4) != 0) rc = 15;
+  else if (bl_conn_send_bytes(c, "pong", 4, 0, BL_CONN_REST) != 0) rc = 16;
+  else if (bl_conn_send_bytes(w, "bye", 3, 0, BL_CONN_REST) != 0) rc = 17;
+  free(buf);
+  bl_conn_free(&c);
+  bl_conn_free(&w);
+  return rc;
+}
+
 /* Registered in a constructor: visible in re-executed images too. */
 __attribute__((constructor)) static void reg(void) {
   bl_register_target("h/queue_put", c_queue_put);
@@ -244,6 +268,7 @@ __attribute__((constructor)) static void reg(void) {
   bl_register_target("h/misuse", c_misuse);
   bl_register_target("h/others", c_others);
   bl_register_target("h/borrowed", c_borrowed);
+  bl_register_target("h/conn", c_conn);
 }
 
 /* ---- parent side ---- */
@@ -440,6 +465,33 @@ static void borrowed_case(const char *method) {
   bl_lock_free(&l);
 }
 
+static void conn_case(const char *method) {
+  skip_if_unsupported(method);
+  bl_conn_t *a, *b, *r, *w;
+  cr_assert_eq(bl_pipe(&a, &b, 1), 0);
+  cr_assert_eq(bl_pipe(&r, &w, 0), 0);
+  bl_process_t *p = make(method, "h/conn");
+  cr_assert_eq(bl_process_add_handle(p, BL_HANDLE_CONNECTION, b), 0);
+  cr_assert_eq(bl_process_add_handle(p, BL_HANDLE_CONNECTION, w), 1);
+  cr_assert_eq(bl_process_start(p), 0);
+  /* Our copies of the child's ends go, so a dead child reads as EOF. */
+  bl_conn_free(&b);
+  bl_conn_free(&w);
+  cr_assert_eq(bl_conn_send_bytes(a, "ping", 4, 0, BL_CONN_REST), 0);
+  void *buf;
+  size_t n;
+  cr_assert_eq(bl_conn_recv_bytes(a, &buf, &n, 0), 0);
+  cr_expect(n == 4 && memcmp(buf, "pong", 4) == 0);
+  free(buf);
+  cr_assert_eq(bl_conn_recv_bytes(r, &buf, &n, 0), 0);
+  cr_expect(n == 3 && memcmp(buf, "bye", 3) == 0);
+  free(buf);
+  cr_expect_eq(finish(&p), 0);
+  cr_expect_eq(bl_conn_recv_bytes(r, &buf, &n, 0), BL_EEOF, "no writer left");
+  bl_conn_free(&a);
+  bl_conn_free(&r);
+}
+
 #define EACH_METHOD(name, fn)                              \
   Test(handles, name##_fork) { fn("fork"); }               \
   Test(handles, name##_spawn) { fn("spawn"); }             \
@@ -452,6 +504,7 @@ EACH_METHOD(array_written_by_child, array_case)
 EACH_METHOD(joinable_task_done_join, joinable_case)
 EACH_METHOD(lock_owner_death, owner_death_case)
 EACH_METHOD(semaphore_condition_barrier, others_case)
+EACH_METHOD(connection, conn_case)
 Test(handles, borrowed_lock_and_barrier_action_spawn) { borrowed_case("spawn"); }
 
 /* ---- misuse ---- */
@@ -491,6 +544,12 @@ Test(handles, misuse_parent_side) {
   bl_queue_close(closed);
   cr_expect_eq(bl_process_add_handle(p, BL_HANDLE_QUEUE, closed), BL_ECLOSED);
   bl_queue_free(&closed);
+  bl_conn_t *c1, *c2;
+  cr_assert_eq(bl_pipe(&c1, &c2, 1), 0);
+  bl_conn_close(c1);
+  cr_expect_eq(bl_process_add_handle(p, BL_HANDLE_CONNECTION, c1), BL_ECLOSED);
+  bl_conn_free(&c1);
+  bl_conn_free(&c2);
 
   cr_assert_eq(bl_process_add_handle(p, BL_HANDLE_QUEUE, q), 0);
   cr_assert_eq(bl_process_add_handle(p, BL_HANDLE_VALUE, v), 1, "lock follows at 2");
@@ -602,7 +661,7 @@ Test(handles, foreign_and_corrupt_handles_are_refused) {
   int table[4] = {pp[0], mfd, qfd, afd};
   bl__handles_set(table, 4);
   cr_expect_eq(bl_process_handle_count(), 4);
-  cr_expect_eq(bl_process_handle_kind(0), -EINVAL);
+  cr_expect_eq(bl_process_handle_kind(0), BL_HANDLE_CONNECTION, "a pipe end");
   cr_expect_eq(bl_process_handle_kind(1), -EINVAL);
   cr_expect_eq(bl_process_handle_kind(2), BL_HANDLE_QUEUE);
   bl_queue_t *q2 = NULL;

@@ -50,6 +50,12 @@ BL_API int bl_pipe(bl_conn_t **a, bl_conn_t **b, int duplex);
 /* Wrap an fd (ownership passes to the connection, also on error: the fd is
  * closed). At least one of readable/writable must be set. */
 BL_API int bl_conn_from_fd(bl_conn_t **c, int fd, int readable, int writable);
+/* In a child given the connection with bl_process_add_handle(p,
+ * BL_HANDLE_CONNECTION, c) (<billiard/process.h>), any start method: a new
+ * connection on a duplicate of the passed fd, readable/writable as the fd's
+ * access mode (a pipe end one way, a socket both). 0; -ERANGE (no handle at
+ * index); -EINVAL (that handle is not a pipe or socket); -errno. */
+BL_API int bl_conn_attach(bl_conn_t **c, size_t index);
 
 /* Send buf[offset .. offset+size) as one message; size = BL_CONN_REST for
  * the rest of the buffer. offset > len or offset + size > len -> -EINVAL.

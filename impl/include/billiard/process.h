@@ -61,7 +61,7 @@ BL_API int bl_process_new(bl_process_t **p, const char *target, const void *arg,
  * an object back with the attach function of its kind, by index:
  * bl_queue_attach(), bl_lock_attach(), bl_semaphore_attach(),
  * bl_event_attach(), bl_condition_attach(), bl_barrier_attach(),
- * bl_value_attach(). See docs/sync.md. */
+ * bl_value_attach(), bl_conn_attach(). See docs/sync.md. */
 typedef enum bl_handle_kind {
   BL_HANDLE_QUEUE = 1,     /* bl_queue_t: Queue, JoinableQueue, SimpleQueue */
   BL_HANDLE_LOCK = 2,      /* bl_lock_t made by bl_lock_new/bl_rlock_new */
@@ -69,14 +69,15 @@ typedef enum bl_handle_kind {
   BL_HANDLE_EVENT = 4,     /* bl_event_t */
   BL_HANDLE_CONDITION = 5, /* bl_condition_t */
   BL_HANDLE_BARRIER = 6,   /* bl_barrier_t (the action is not passed) */
-  BL_HANDLE_VALUE = 7      /* bl_value_t: Value, Array, RawValue, RawArray */
+  BL_HANDLE_VALUE = 7,     /* bl_value_t: Value, Array, RawValue, RawArray */
+  BL_HANDLE_CONNECTION = 8 /* bl_conn_t (a Pipe end): its fd */
 } bl_handle_kind_t;
 
 /* Pass obj (of kind) to p's child; before bl_process_start. Returns the
  * object's index in the child's handle table (0, 1, ... in call order), or:
  * -EINVAL (NULL, unknown kind, or obj not a shareable object of that kind,
  * e.g. the lock inside a Value or Condition: pass the owner instead),
- * BL_ECLOSED (a closed queue), BL_ESTATE (already started), -E2BIG (more
+ * BL_ECLOSED (a closed queue or connection), BL_ESTATE (already started), -E2BIG (more
  * than 32 handles), -errno. A Value or Condition made with a borrowed lock
  * takes two indices: the lock follows it (and can be attached on its own).
  * p holds its own reference to each object's memory until start succeeds
