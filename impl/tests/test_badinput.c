@@ -124,6 +124,8 @@ static bl_conn_t *ca, *cb, *cro, *rd, *wr; /* rd/wr: a simplex pipe */
 #define CONN_CASES(X)                                                          \
   X(pipe_null_a, bl_pipe(NULL, &cb, 1), -EINVAL)                               \
   X(pipe_null_b, bl_pipe(&ca, NULL, 1), -EINVAL)                               \
+  X(attach_null, bl_conn_attach(NULL, 0), -EINVAL)                            \
+  X(attach_no_handle, bl_conn_attach(&cro, 0), -ERANGE)                        \
   X(from_fd_null, bl_conn_from_fd(NULL, -1, 1, 1), -EINVAL)                    \
   X(from_fd_negative, bl_conn_from_fd(&cro, -1, 1, 1), -EINVAL)                 \
   X(from_fd_no_mode, bl_conn_from_fd(&cro, dup(0), 0, 0), -EINVAL)             \

@@ -164,6 +164,8 @@ void bcd_manager_plan(json_t *args);
 int bcd_sync_takes_handles(const char *target);
 void bcd_sync_plan(json_t *args);
 int bcd_sync_share(bl_process_t *p, const json_t *args);
+/* In a target: the handle index planned for key (-1 if none). */
+int bcd_handle_of(const json_t *a, const char *key, int *timeout_ms);
 json_t *bcd_task_names(void);
 
 /* ---- misc (ops_misc.c) ---- */

@@ -651,12 +651,13 @@ static const struct {
   const char *key;
   bcd_kind_t kind;
 } share_keys[] = {{"queue", BCD_QUEUE}, {"lock", BCD_LOCK}, {"event", BCD_EVENT},
-                  {"value", BCD_VALUE}, {"barrier", BCD_BARRIER}};
+                  {"value", BCD_VALUE}, {"barrier", BCD_BARRIER},
+                  {"conn", BCD_CONN}};
 
 int bcd_sync_takes_handles(const char *target) {
   static const char *const names[] = {"queue_put", "queue_get", "lock_hold",
                                       "lock_hold_die", "event_wait", "value_add",
-                                      "barrier_wait"};
+                                      "barrier_wait", "conn_send", "conn_recv"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (strcmp(names[i], target) == 0)
       return 1;
@@ -684,6 +685,10 @@ static int share_obj(bcd_kind_t kind, void *o, bl_handle_kind_t *hk,
     return 0;
   case BCD_VALUE:
     *hk = BL_HANDLE_VALUE;
+    *obj = o;
+    return 0;
+  case BCD_CONN:
+    *hk = BL_HANDLE_CONNECTION;
     *obj = o;
     return 0;
   case BCD_BARRIER:
@@ -737,7 +742,7 @@ int bcd_sync_share(bl_process_t *p, const json_t *args) {
 }
 
 /* In a target: the handle index args give for key, or -1. */
-static int handle_of(const json_t *a, const char *key, int *timeout_ms) {
+int bcd_handle_of(const json_t *a, const char *key, int *timeout_ms) {
   json_t *h = json_object_get(json_object_get(a, "_handles"), key);
   if (h == NULL)
     return -1;
@@ -747,7 +752,7 @@ static int handle_of(const json_t *a, const char *key, int *timeout_ms) {
 }
 
 static queue_rec_t *t_queue(const json_t *a, queue_rec_t *tmp) {
-  int i = handle_of(a, "queue", NULL);
+  int i = bcd_handle_of(a, "queue", NULL);
   if (i < 0)
     return bcd_find(bcd_str(a, "queue"), BCD_QUEUE);
   memset(tmp, 0, sizeof *tmp);
@@ -755,7 +760,7 @@ static queue_rec_t *t_queue(const json_t *a, queue_rec_t *tmp) {
 }
 
 static lock_rec_t *t_lock(const json_t *a, lock_rec_t *tmp) {
-  int i = handle_of(a, "lock", NULL);
+  int i = bcd_handle_of(a, "lock", NULL);
   if (i < 0)
     return bcd_find(bcd_str(a, "lock"), BCD_LOCK);
   memset(tmp, 0, sizeof *tmp);
@@ -866,7 +871,7 @@ static int p_lock_hold_die(const void *arg, size_t len) {
 
 static int p_event_wait(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  int hi = handle_of(a, "event", NULL);
+  int hi = bcd_handle_of(a, "event", NULL);
   bl_event_t *ev = NULL;
   if (hi < 0)
     ev = bcd_find(bcd_str(a, "event"), BCD_EVENT);
@@ -884,7 +889,7 @@ static int p_event_wait(const void *arg, size_t len) {
 
 static int p_value_add(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  int hi = handle_of(a, "value", NULL);
+  int hi = bcd_handle_of(a, "value", NULL);
   bl_value_t *v = NULL;
   if (hi < 0)
     v = bcd_find(bcd_str(a, "value"), BCD_VALUE);
@@ -917,7 +922,7 @@ static int p_value_add(const void *arg, size_t len) {
  * 1 if it did not within `seconds`. */
 static int p_soft_handler(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  int hi = handle_of(a, "event", NULL);
+  int hi = bcd_handle_of(a, "event", NULL);
   bl_event_t *ev = NULL;
   if (hi < 0)
     ev = bcd_find(bcd_str(a, "event"), BCD_EVENT);
@@ -945,7 +950,7 @@ static int p_soft_handler(const void *arg, size_t len) {
 static int p_barrier_wait(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
   barrier_rec_t tmp = {NULL, -1}, *r = NULL;
-  int hi = handle_of(a, "barrier", &tmp.timeout_ms);
+  int hi = bcd_handle_of(a, "barrier", &tmp.timeout_ms);
   if (hi < 0)
     r = bcd_find(bcd_str(a, "barrier"), BCD_BARRIER);
   else if (bl_barrier_attach(&tmp.b, (size_t)hi, NULL, NULL) == 0)

@@ -305,11 +305,22 @@ static int p_kill_self(const void *arg, size_t len) {
   return 0;
 }
 
-/* conn_send {conn, data | obj | data + as_object} / conn_recv {conn}: the child inherited the
- * driver's handle table, so the name finds the connection. */
+/* conn_send {conn, data | obj | data + as_object} / conn_recv {conn}: the
+ * connection comes as a process handle (every start method, ops_sync.c),
+ * else from the handle table a fork child inherited. */
+static bl_conn_t *target_conn(const json_t *a, int *attached) {
+  int i = bcd_handle_of(a, "conn", NULL);
+  bl_conn_t *c = NULL;
+  *attached = i >= 0;
+  if (i < 0)
+    return bcd_find(bcd_str(a, "conn"), BCD_CONN);
+  return bl_conn_attach(&c, (size_t)i) == 0 ? c : NULL;
+}
+
 static int p_conn_send(const void *arg, size_t len) {
   json_t *a = target_args(arg, len);
-  bl_conn_t *c = bcd_find(bcd_str(a, "conn"), BCD_CONN);
+  int attached;
+  bl_conn_t *c = target_conn(a, &attached);
   char *data;
   size_t n;
   int rc;
@@ -326,26 +337,31 @@ static int p_conn_send(const void *arg, size_t len) {
     rc = c ? bcd_payload(json_object_get(a, "data"), &data, &n) : -EINVAL;
   }
   json_decref(a);
-  if (rc)
-    return 2;
-  rc = bl_conn_send_bytes(c, data, n, 0, BL_CONN_REST);
+  if (rc == 0)
+    rc = bl_conn_send_bytes(c, data, n, 0, BL_CONN_REST) ? 1 : 0;
+  else
+    rc = 2;
   free(data);
-  return rc ? 1 : 0;
+  if (attached)
+    bl_conn_free(&c);
+  return rc;
 }
 
 static int p_conn_recv(const void *arg, size_t len) {
   json_t *a = target_args(arg, len);
-  bl_conn_t *c = bcd_find(bcd_str(a, "conn"), BCD_CONN);
+  int attached;
+  bl_conn_t *c = target_conn(a, &attached);
   json_decref(a);
   if (c == NULL)
     return 2;
   void *buf;
   size_t n;
   int rc = bl_conn_recv_bytes(c, &buf, &n, 0);
-  if (rc)
-    return 1;
-  free(buf);
-  return 0;
+  if (rc == 0)
+    free(buf);
+  if (attached)
+    bl_conn_free(&c);
+  return rc ? 1 : 0;
 }
 
 /* The preload unit `marker` (context.set_forkserver_preload): running it
@@ -377,7 +393,7 @@ typedef struct {
 static const target_t self_targets[] = {
     {"exit", p_exit}, {"sleep", p_sleep}, {"kill_self", p_kill_self},
     {"marker", p_marker}, {"preload_marked", p_preload_marked}};
-/* Targets that resolve handles in the inherited table: fork only. */
+/* Targets given their connection as a process handle (any method). */
 static const target_t targets[] = {
     {"conn_send", p_conn_send}, {"conn_recv", p_conn_recv},
 };
@@ -387,6 +403,8 @@ static const target_t targets[] = {
 __attribute__((constructor)) static void register_self_targets(void) {
   for (size_t i = 0; i < sizeof self_targets / sizeof self_targets[0]; i++)
     (void)bl_register_target(self_targets[i].name, self_targets[i].fn);
+  for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++)
+    (void)bl_register_target(targets[i].name, targets[i].fn);
   for (size_t i = 0; i < sizeof catalogue / sizeof catalogue[0]; i++)
     (void)bl_register_task(catalogue[i].name, catalogue[i].fn);
 }

@@ -160,8 +160,8 @@ def main():
     assert r == {'exitcode': 0, 'alive': False}, r
 
     # start methods: spawn/forkserver re-execute the driver for a
-    # self-contained target or one given its objects as process handles;
-    # conn targets stay fork-only
+    # self-contained target or one given its objects (queue, lock, event,
+    # value, barrier, conn) as process handles
     assert hello['start_methods'] == ['fork', 'spawn', 'forkserver'], hello
     for meth, code in (('spawn', 5), ('forkserver', 6)):
         r = d.ok('process.start', target='exit', args={'code': code},
@@ -169,9 +169,13 @@ def main():
         assert r['pid'] > 0, r
         r = d.ok('process.join', process='sm-' + meth, timeout=10)
         assert r == {'exitcode': code, 'alive': False}, (meth, r)
-        m = d.cmd('process.start', target='conn_send',
-                  args={'conn': 'x.b', 'data': 'no'}, start_method=meth)
-        assert not m['ok'] and m['error']['type'] == 'Unsupported', m
+        # a connection handed to the child as a process handle
+        d.ok('process.start', target='conn_send',
+             args={'conn': 'x.b', 'data': meth}, start_method=meth,
+             **{'as': 'cs-' + meth})
+        assert d.ok('conn.recv_bytes', conn='x.a', timeout=10) == {'data': meth}
+        r = d.ok('process.join', process='cs-' + meth, timeout=10)
+        assert r == {'exitcode': 0, 'alive': False}, (meth, r)
         # pools start spawn/forkserver workers now
         r = d.ok('pool.new', processes=1, start_method=meth,
                  **{'as': 'pool-' + meth})
