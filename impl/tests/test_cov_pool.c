@@ -78,3 +78,28 @@ Test(cov_pool, initializer_results_and_context_getters) {
   cr_expect_eq(bl_pool_join(p, 30000), 0);
   bl_pool_free(&p);
 }
+
+/* More task bytes than a worker's pipe holds while it is busy: the
+ * supervisor waits for room (EPOLLOUT) instead of blocking or tearing a
+ * frame, and every job completes. */
+Test(cov_pool, task_frames_larger_than_the_pipe_wait_for_room) {
+  bl_pool_t *p = t_pool(1, 1);
+  cr_assert_not_null(p);
+  enum { N = 12 };
+  size_t big = 1 << 20;
+  uint8_t *arg = calloc(1, big);
+  int32_t ms = 100;
+  memcpy(arg, &ms, sizeof ms);
+  bl_result_t *r[N] = {0};
+  /* The first job sleeps; the rest queue up behind it in the pipe. */
+  for (int i = 0; i < N; i++)
+    cr_assert_eq(bl_pool_apply_async(p, i ? "noop" : "sleep", arg, big, NULL, &r[i]), 0);
+  free(arg);
+  for (int i = 0; i < N; i++) {
+    cr_expect_eq(bl_result_get(r[i], 60000, NULL, NULL, NULL), 0, "job %d", i);
+    bl_result_free(&r[i]);
+  }
+  bl_pool_close(p);
+  cr_expect_eq(bl_pool_join(p, 30000), 0);
+  bl_pool_free(&p);
+}
