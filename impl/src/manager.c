@@ -34,7 +34,7 @@ enum op {
   OP_CREATE = 1, OP_ATTACH, OP_SET, OP_GET, OP_DEL, OP_LEN, OP_APPEND, OP_LGET,
   OP_LSET, OP_PUT, OP_QGET, OP_ACQUIRE, OP_RELEASE, OP_ESET, OP_ECLEAR,
   OP_EISSET, OP_EWAIT, OP_VSET, OP_VGET, OP_SHUTDOWN, OP_TASKDONE, OP_QJOIN,
-  OP_CWAIT, OP_NOTIFY, OP_BWAIT, OP_BABORT, OP_BRESET, OP_BINFO, OP_CALL
+  OP_CWAIT, OP_NOTIFY, OP_BWAIT, OP_BABORT, OP_BRESET, OP_BINFO, OP_CALL, OP_KEYS
 };
 
 #define KEY_MAX 4096
@@ -467,12 +467,29 @@ static int custom_call(struct obj *o, const char *method, const char *val, size_
   return BL_ENOTFOUND;
 }
 
+/* The keys in insertion order, NUL-terminated one after the other. */
+static int dict_keys(const struct obj *o, const void **rv, size_t *rlen, void **tofree) {
+  size_t n = 0;
+  for (size_t i = 0; i < o->n; i++) n += strlen(o->v[i].key) + 1;
+  if (n == 0) return 0;
+  char *buf = malloc(n), *p = buf;
+  if (!buf) return -ENOMEM;
+  for (size_t i = 0; i < o->n; i++) {
+    size_t l = strlen(o->v[i].key) + 1;
+    memcpy(p, o->v[i].key, l);
+    p += l;
+  }
+  *rv = *tofree = buf;
+  *rlen = n;
+  return o->n > INT32_MAX ? INT32_MAX : (int)o->n;
+}
+
 /* Which kinds an op applies to (the client checks too; this keeps a
  * confused peer from reaching, e.g., a Value's item 0 on a dict). */
 static int op_fits(int op, int kind) {
   switch (op) {
   case OP_SET: case OP_GET: return kind == K_DICT || kind == K_NS;
-  case OP_DEL: return kind == K_DICT;
+  case OP_DEL: case OP_KEYS: return kind == K_DICT;
   case OP_LEN: return kind == K_DICT || kind == K_LIST || kind == K_QUEUE || kind == K_ARRAY;
   case OP_APPEND: return kind == K_LIST;
   case OP_LGET: case OP_LSET: return kind == K_LIST || kind == K_ARRAY;
@@ -618,6 +635,8 @@ static int handle(const struct req_hdr *h, uint64_t cid, const char *key, const 
     return 0;
   case OP_CALL:
     return custom_call(o, key, val, h->vlen, rv, rlen, tofree);
+  case OP_KEYS:
+    return dict_keys(o, rv, rlen, tofree);
   default:
     return -EINVAL;
   }
@@ -1053,6 +1072,36 @@ BL_API int bl_dict_del(bl_proxy_t *px, const char *key) {
   BL_VALIDATE(key, -EINVAL);
   return C(px, OP_DEL, 0, key, NULL, 0, NULL, NULL);
 }
+BL_API int bl_dict_keys(bl_proxy_t *px, char ***keys, size_t *n) {
+  PX(px, K_DICT);
+  BL_VALIDATE(keys && n, -EINVAL);
+  *keys = NULL;
+  *n = 0;
+  void *out = NULL;
+  size_t len = 0;
+  int rc = C(px, OP_KEYS, 0, NULL, NULL, 0, &out, &len);
+  if (rc < 0) return rc;
+  size_t count = 0;
+  for (size_t i = 0; i < len; i++) count += ((char *)out)[i] == 0;
+  /* One block: the pointer array, then the strings it points into. */
+  char **k = malloc((count + 1) * sizeof *k + len);
+  if (!k) {
+    free(out);
+    return -ENOMEM;
+  }
+  char *p = (char *)(k + count + 1);
+  if (len) memcpy(p, out, len);
+  free(out);
+  for (size_t i = 0; i < count; i++) {
+    k[i] = p;
+    p += strlen(p) + 1;
+  }
+  k[count] = NULL;
+  *keys = k;
+  *n = count;
+  return 0;
+}
+
 BL_API int bl_dict_len(bl_proxy_t *px, size_t *n) {
   PX(px, K_DICT);
   BL_VALIDATE(n, -EINVAL);

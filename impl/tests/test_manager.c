@@ -729,3 +729,28 @@ Test(manager, bounded_queue_put_waits_for_room) {
   bl_proxy_free(&q);
   bl_manager_free(&m);
 }
+
+Test(manager, dict_keys_in_insertion_order) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *d = NULL;
+  cr_assert_eq(bl_manager_dict(m, &d), 0);
+  char **keys = (char **)1;
+  size_t n = 9;
+  cr_assert_eq(bl_dict_keys(d, &keys, &n), 0);
+  cr_expect(n == 0 && keys && keys[0] == NULL);
+  free(keys);
+  cr_assert_eq(bl_dict_set(d, "b", "1", 1), 0);
+  cr_assert_eq(bl_dict_set(d, "a", "2", 1), 0);
+  cr_assert_eq(bl_dict_set(d, "c", "", 0), 0);
+  cr_assert_eq(bl_dict_set(d, "b", "3", 1), 0); /* keeps its place */
+  cr_assert_eq(bl_dict_del(d, "c"), 0);
+  cr_assert_eq(bl_dict_keys(d, &keys, &n), 0);
+  cr_assert_eq(n, 2);
+  cr_expect_str_eq(keys[0], "b");
+  cr_expect_str_eq(keys[1], "a");
+  cr_expect_null(keys[2]);
+  free(keys);
+  cr_expect_eq(bl_dict_keys(d, NULL, &n), -EINVAL);
+  bl_proxy_free(&d);
+  bl_manager_free(&m);
+}

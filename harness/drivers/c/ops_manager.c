@@ -134,6 +134,18 @@ static json_t *call_dict(proxy_rec_t *r, const char *m, json_t *args,
     rc = bl_dict_len(r->px, &n);
     return count_of(rc, n, e, m);
   }
+  if (strcmp(m, "keys") == 0) {
+    char **keys = NULL;
+    if ((rc = bl_dict_keys(r->px, &keys, &n)) < 0)
+      return fail_conn(e, rc, m);
+    json_t *l = json_array();
+    for (size_t i = 0; i < n; i++) {
+      json_t *kv = bcd_parse(keys[i], strlen(keys[i]));
+      json_array_append_new(l, kv ? kv : json_null());
+    }
+    free(keys);
+    return json_pack("{s:o}", "value", l);
+  }
   if (enc(arg(args, 0), &k, &kn) != 0)
     return bcd_fail(e, "MemoryError", "out of memory");
   if (strcmp(m, "__setitem__") == 0) {
@@ -144,6 +156,20 @@ static json_t *call_dict(proxy_rec_t *r, const char *m, json_t *args,
     rc = bl_dict_get(r->px, k, &out, &n);
     res = rc == BL_ENOTFOUND ? bcd_fail(e, "KeyError", "%s", k)
                              : value_of(rc, out, n, e, m);
+  } else if (strcmp(m, "get") == 0 || strcmp(m, "__contains__") == 0) {
+    rc = bl_dict_get(r->px, k, &out, &n);
+    int has = rc != BL_ENOTFOUND;
+    if (rc == BL_ENOTFOUND)
+      rc = 0;
+    if (strcmp(m, "__contains__") == 0) {
+      free(out);
+      res = rc < 0 ? fail_conn(e, rc, m) : bool_of(has);
+    } else if (has) {
+      res = value_of(rc, out, n, e, m);
+    } else { /* get(k, default=None) */
+      json_t *d = arg(args, 1);
+      res = json_pack("{s:O}", "value", d ? d : json_null());
+    }
   } else { /* __delitem__ */
     rc = bl_dict_del(r->px, k);
     res = rc == BL_ENOTFOUND ? bcd_fail(e, "KeyError", "%s", k) : DONE(rc, m);
@@ -524,7 +550,9 @@ static int new_value(bl_manager_t *m, json_t *a, bl_proxy_t **px, bcd_err_t *e) 
 }
 
 static const char *const m_dict[] = {"__getitem__", "__setitem__",
-                                     "__delitem__", "__len__", NULL};
+                                     "__delitem__", "__len__",
+                                     "__contains__", "get",
+                                     "keys",        NULL};
 static const char *const m_list[] = {"append", "__getitem__", "__setitem__",
                                      "__len__", NULL};
 static const char *const m_ns[] = {"getattr", "setattr", NULL};

@@ -308,7 +308,8 @@ def p_barrier_wait(a):
 # -- manager proxies (INTERPRETING.md §6, "Managers") --------------------------
 # proxy.call whitelist: typeid -> methods.
 PROXY_METHODS = {
-    'dict': ('__getitem__', '__setitem__', '__delitem__', '__len__'),
+    'dict': ('__getitem__', '__setitem__', '__delitem__', '__len__',
+             '__contains__', 'get', 'keys'),
     'list': ('append', '__getitem__', '__setitem__', '__len__'),
     'Namespace': ('getattr', 'setattr'),
     'Queue': ('put', 'get', 'qsize', 'empty'),

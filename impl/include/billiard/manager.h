@@ -102,6 +102,9 @@ BL_API int bl_dict_set(bl_proxy_t *px, const char *key, const void *val, size_t 
 BL_API int bl_dict_get(bl_proxy_t *px, const char *key, void **val, size_t *len);
 BL_API int bl_dict_del(bl_proxy_t *px, const char *key);
 BL_API int bl_dict_len(bl_proxy_t *px, size_t *n);
+/* The keys in insertion order (DictProxy.keys()): *keys is one malloc'd
+ * block, a NULL-terminated array of *n strings; free(*keys) frees all. */
+BL_API int bl_dict_keys(bl_proxy_t *px, char ***keys, size_t *n);
 
 /* list: IndexError -> -ERANGE; negative indices count from the end. */
 BL_API int bl_list_append(bl_proxy_t *px, const void *val, size_t len);
