@@ -166,10 +166,12 @@ static int map_shm(bl_pool_t *p, struct bl__worker *w, int *mfd) {
       return e;
     }
   }
-  void *m = mmap(NULL, sizeof *w->shm, PROT_READ | PROT_WRITE,
-                 fd < 0 ? MAP_SHARED | MAP_ANONYMOUS : MAP_SHARED, fd, 0);
+  int frc = BL_FAULT("supervisor/spawn/mmap", ENOMEM);
+  void *m = frc ? MAP_FAILED
+                : mmap(NULL, sizeof *w->shm, PROT_READ | PROT_WRITE,
+                       fd < 0 ? MAP_SHARED | MAP_ANONYMOUS : MAP_SHARED, fd, 0);
   if (m == MAP_FAILED) {
-    int e = -errno;
+    int e = frc ? frc : -errno;
     if (fd >= 0) close(fd);
     return e;
   }

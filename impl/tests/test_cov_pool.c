@@ -103,3 +103,47 @@ Test(cov_pool, task_frames_larger_than_the_pipe_wait_for_room) {
   cr_expect_eq(bl_pool_join(p, 30000), 0);
   bl_pool_free(&p);
 }
+
+#ifdef FIU_ENABLE
+#include <fiu-control.h>
+#include <fiu.h>
+#include <sys/wait.h>
+#endif
+
+/* supervisor/spawn/mmap: a new worker's shared page cannot be mapped. At
+ * start, bl_pool_new fails cleanly; for a replacement, the pool retries
+ * and the next job still runs. */
+Test(cov_pool, worker_page_mmap_fails_at_start) {
+#ifndef FIU_ENABLE
+  cr_skip_test("fault points need -Dfault_injection=true");
+#else
+  fiu_init(0);
+  int fds = t_count_fds();
+  fiu_enable("supervisor/spawn/mmap", 1, (void *)(intptr_t)ENOMEM, FIU_ONETIME);
+  bl_pool_t *p = t_pool(2, 1);
+  cr_expect_null(p);
+  cr_expect_eq(t_count_fds(), fds);
+  cr_expect(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD, "no child left");
+#endif
+}
+
+Test(cov_pool, worker_page_mmap_fails_for_a_replacement) {
+#ifndef FIU_ENABLE
+  cr_skip_test("fault points need -Dfault_injection=true");
+#else
+  fiu_init(0);
+  bl_pool_t *p = t_pool(1, 1);
+  cr_assert_not_null(p);
+  bl_result_t *r = NULL;
+  cr_assert_eq(t_apply_int(p, "die", 0, NULL, &r), 0);
+  /* Armed before the loss is seen: the first replacement fails. */
+  fiu_enable("supervisor/spawn/mmap", 1, (void *)(intptr_t)ENOMEM, FIU_ONETIME);
+  cr_expect_eq(bl_result_get(r, 30000, NULL, NULL, NULL), BL_EWORKERLOST);
+  bl_result_free(&r);
+  int rc;
+  cr_assert_eq(t_apply_int(p, "square", 5, NULL, &r), 0);
+  cr_expect_eq(t_get_int(r, &rc), 25, "a later replacement runs the job");
+  bl_result_free(&r);
+  bl_pool_free(&p);
+#endif
+}
