@@ -394,45 +394,17 @@ int bl__pool_on_readable(bl_pool_t *p, struct bl__worker *w) {
 
 /* ------------------------------------------------------------ dispatch */
 
-/* Writing to a dead worker's pipe raises SIGPIPE in the writing thread.
- * The supervisor thread keeps it blocked; any other thread blocks it
- * around the write and consumes a SIGPIPE it caused (the classic
- * block / write / sigtimedwait sequence), so the caller's process never
- * sees it. */
-_Thread_local int bl__sigpipe_blocked;
 _Thread_local int bl__cb_depth;
-
-static ssize_t write_nosig(int fd, const void *buf, size_t n) {
-  if (bl__sigpipe_blocked) return write(fd, buf, n);
-  sigset_t pipe_set, old, pending;
-  sigemptyset(&pipe_set);
-  sigaddset(&pipe_set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-  sigpending(&pending);
-  int was_pending = sigismember(&pending, SIGPIPE);
-  ssize_t r = write(fd, buf, n);
-  int e = errno;
-  if (r < 0 && e == EPIPE && !was_pending) {
-    struct timespec zero = {0, 0};
-    while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  errno = e;
-  return r;
-}
 
 int bl__pool_flush(bl_pool_t *p, struct bl__worker *w) {
   while (w->out.off < w->out.len) {
     int rc = BL_FAULT("pool/dispatch/write", EPIPE);
     ssize_t n = -1;
     if (rc == 0) {
-      /* We hold a read end too (task_rd): no SIGPIPE can arise, and the
-       * caller's signal mask need not be touched around the write. */
-      n = w->task_rd >= 0
-              ? write(w->task_fd, w->out.p + w->out.off, w->out.len - w->out.off)
-              : write_nosig(w->task_fd, w->out.p + w->out.off,
-                            w->out.len - w->out.off);
+      /* The pool holds a read end too (task_rd): writing to a dead
+       * worker's pipe cannot raise SIGPIPE in the caller's thread, so no
+       * signal mask is touched around the write. */
+      n = write(w->task_fd, w->out.p + w->out.off, w->out.len - w->out.off);
       if (n < 0) rc = -errno;
     }
     if (rc == -EINTR) continue;

@@ -207,7 +207,6 @@ struct bl_pool {
 };
 
 /* pool.c */
-extern _Thread_local int bl__sigpipe_blocked; /* set on the supervisor thread */
 extern _Thread_local int bl__cb_depth;        /* callbacks running on this thread */
 uint64_t bl__pool_now(const bl_pool_t *p);
 void bl__pool_kick(bl_pool_t *p);

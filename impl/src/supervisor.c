@@ -702,7 +702,6 @@ void *bl__sv_thread(void *arg) {
   sigemptyset(&pipe_set);
   sigaddset(&pipe_set, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
-  bl__sigpipe_blocked = 1;
   pthread_mutex_lock(&p->mu);
   p->th = pthread_self();
   int rc = 0;
