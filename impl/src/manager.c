@@ -256,6 +256,7 @@ static struct timespec deadline_after(int64_t ms) {
 /* Predicates for wait_for; ctx is the waiting request's context. */
 struct wctx {
   uint64_t cid;          /* the connection */
+  int fd;                /* its socket: a waiter whose client is gone stops */
   struct waiter *w;      /* Condition wait */
   uint64_t gen, epoch;   /* barrier wait */
 };
@@ -276,23 +277,49 @@ static int barrier_moved(const struct obj *o, const struct wctx *c) {
   return o->gen != c->gen || o->epoch != c->epoch;
 }
 
+/* The client of a waiting request closed its connection (it died): it
+ * sends nothing while it waits, so anything readable is its EOF. */
+static int client_gone(int fd) {
+  char b;
+  ssize_t r = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static int ts_before(const struct timespec *a, const struct timespec *b) {
+  return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+#define GONE_CHECK_MS 100
+
 /* Wait on S.cv (S.mu held) until pred holds for object id: 1 when it
- * does, 0 at the deadline (timeout_ms 0: no wait; < 0: forever). S.objs
- * may move while we wait (realloc on create), so *o is looked up again. */
+ * does, 0 at the deadline (timeout_ms 0: no wait; < 0: forever), BL_EEOF
+ * when the client went away meanwhile (checked every GONE_CHECK_MS), so a
+ * dead client takes no item, lock or notification. S.objs may move while
+ * we wait (realloc on create), so *o is looked up again. */
 static int wait_for(struct obj **o, int64_t timeout_ms,
                     int (*pred)(const struct obj *, const struct wctx *),
                     const struct wctx *c) {
   uint32_t id = (*o)->id;
   struct timespec dl = deadline_after(timeout_ms < 0 ? 0 : timeout_ms);
+  int slept = 0;
   while (!pred(*o, c)) {
     if (timeout_ms == 0) return 0;
-    int w = timeout_ms < 0 ? pthread_cond_wait(&S.cv, &S.mu)
-                           : pthread_cond_timedwait(&S.cv, &S.mu, &dl);
+    struct timespec slice = deadline_after(GONE_CHECK_MS);
+    int last = timeout_ms >= 0 && !ts_before(&slice, &dl);
+    int w = pthread_cond_timedwait(&S.cv, &S.mu, last ? &dl : &slice);
+    slept = 1;
     *o = find_obj(id);
-    if (w == ETIMEDOUT && !pred(*o, c)) return 0;
+    if (w != ETIMEDOUT || pred(*o, c)) continue;
+    if (last) return 0;
+    if (client_gone(c->fd)) return BL_EEOF;
   }
-  return 1;
+  /* Woken for a client that died meanwhile: leave the item (lock, ...)
+   * to the other waiters, who were woken too. */
+  return slept && client_gone(c->fd) ? BL_EEOF : 1;
 }
+
+/* A wait's outcome as a status: 0, timeout_code, or BL_EEOF. */
+static int waited(int w, int timeout_code) { return w > 0 ? 0 : w == 0 ? timeout_code : w; }
 
 static int list_index(struct obj *o, int64_t i, size_t *out) {
   if (i < 0) i += (int64_t)o->n;
@@ -369,7 +396,8 @@ static int create_obj(const struct req_hdr *h, const char *key, const char *val)
 
 /* RLock / Condition lock: reentrant, owned by the connection. */
 static int rlock_acquire(struct obj **o, int64_t timeout_ms, const struct wctx *c) {
-  if (!wait_for(o, timeout_ms, rlock_free, c)) return BL_ETIMEOUT;
+  int rc = waited(wait_for(o, timeout_ms, rlock_free, c), BL_ETIMEOUT);
+  if (rc) return rc;
   (*o)->owner = c->cid;
   (*o)->depth++;
   return 0;
@@ -402,8 +430,17 @@ static int cond_wait(struct obj **o, int64_t timeout_ms, struct wctx *c) {
   for (tail = &(*o)->waiters; *tail != w; tail = &(*tail)->next) {
   }
   *tail = w->next;
+  if (r < 0 && w->notified) /* gone: hand its notification on */
+    for (struct waiter *x = (*o)->waiters; x; x = x->next)
+      if (!x->notified) {
+        x->notified = 1;
+        pthread_cond_broadcast(&S.cv);
+        break;
+      }
   free(w);
-  (void)wait_for(o, -1, rlock_free, c);
+  if (r < 0) return r; /* the lock is not taken back for a dead client */
+  int rc = waited(wait_for(o, -1, rlock_free, c), BL_ETIMEOUT);
+  if (rc) return rc;
   (*o)->owner = c->cid;
   (*o)->depth = depth;
   return r;
@@ -443,6 +480,10 @@ static int barrier_wait(struct obj **o, int64_t timeout_ms, struct wctx *c) {
   /* timeout 0 must still wait for no one: threading breaks it at once. */
   int moved = wait_for(o, timeout_ms, barrier_moved, c);
   if ((*o)->gen != c->gen) return idx; /* tripped, even if broken since */
+  if (moved < 0) { /* its client is gone: the party leaves */
+    if ((*o)->epoch == c->epoch) (*o)->depth--;
+    return moved;
+  }
   if (!moved) barrier_break(*o, 1);
   return BL_EBROKENBARRIER;
 }
@@ -507,14 +548,14 @@ static int op_fits(int op, int kind) {
 
 /* Handle one request with S.mu held. *rv and *rlen: a reply payload pointing
  * into the object (copied out by the caller before unlocking). */
-static int handle(const struct req_hdr *h, uint64_t cid, const char *key, const char *val,
+static int handle(const struct req_hdr *h, uint64_t cid, int fd, const char *key, const char *val,
                   const void **rv, size_t *rlen, void **tofree) {
   if (h->op == OP_CREATE) return create_obj(h, key, val);
   struct obj *o = find_obj(h->id);
   if (!o) return BL_ENOTFOUND;
   if (h->op == OP_ATTACH) return o->kind;
   if (h->kind != o->kind || !op_fits(h->op, o->kind)) return -EINVAL;
-  struct wctx c = {.cid = cid};
+  struct wctx c = {.cid = cid, .fd = fd};
   size_t i = 0;
   long k;
   int rc;
@@ -543,7 +584,7 @@ static int handle(const struct req_hdr *h, uint64_t cid, const char *key, const 
   case OP_LEN:
     return o->n > INT32_MAX ? INT32_MAX : (int)o->n;
   case OP_PUT:
-    if (!wait_for(&o, h->arg, has_room, &c)) return BL_EFULL;
+    if ((rc = waited(wait_for(&o, h->arg, has_room, &c), BL_EFULL))) return rc;
     /* fall through */
   case OP_APPEND:
     rc = push_item(o, NULL, val, h->vlen);
@@ -559,7 +600,7 @@ static int handle(const struct req_hdr *h, uint64_t cid, const char *key, const 
     if ((rc = list_index(o, h->arg, &i))) return rc;
     return replace_val(&o->v[i], val, h->vlen);
   case OP_QGET:
-    if (!wait_for(&o, h->arg, has_items, &c)) return BL_EEMPTY;
+    if ((rc = waited(wait_for(&o, h->arg, has_items, &c), BL_EEMPTY))) return rc;
     /* The item leaves the queue: the caller frees it after copying. */
     *tofree = o->v[0].val;
     *rv = o->v[0].val;
@@ -573,15 +614,15 @@ static int handle(const struct req_hdr *h, uint64_t cid, const char *key, const 
     if (--o->unfinished == 0) pthread_cond_broadcast(&S.cv);
     return 0;
   case OP_QJOIN:
-    return wait_for(&o, h->arg, all_done, &c) ? 0 : BL_ETIMEOUT;
+    return waited(wait_for(&o, h->arg, all_done, &c), BL_ETIMEOUT);
   case OP_ACQUIRE:
     if (o->kind == K_RLOCK || o->kind == K_COND) return rlock_acquire(&o, h->arg, &c);
     if (o->kind == K_SEM || o->kind == K_BSEM) {
-      if (!wait_for(&o, h->arg, sem_free, &c)) return BL_ETIMEOUT;
+      if ((rc = waited(wait_for(&o, h->arg, sem_free, &c), BL_ETIMEOUT))) return rc;
       o->count--;
       return 0;
     }
-    if (!wait_for(&o, h->arg, is_free, &c)) return BL_ETIMEOUT;
+    if ((rc = waited(wait_for(&o, h->arg, is_free, &c), BL_ETIMEOUT))) return rc;
     o->flag = 1;
     return 0;
   case OP_RELEASE:
@@ -683,7 +724,7 @@ static void *serve_conn(void *arg) {
       bl__child_exit(0); /* the whole server: other threads die with it */
     }
     pthread_mutex_lock(&S.mu);
-    status = handle(&h, cid, key, val, &rv, &rlen, &tofree);
+    status = handle(&h, cid, fd, key, val, &rv, &rlen, &tofree);
     if (rlen && !(copy = malloc(rlen))) status = -ENOMEM;
     else if (rlen) memcpy(copy, rv, rlen);
     pthread_mutex_unlock(&S.mu);

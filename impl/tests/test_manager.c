@@ -754,3 +754,60 @@ Test(manager, dict_keys_in_insertion_order) {
   bl_proxy_free(&d);
   bl_manager_free(&m);
 }
+
+/* A client killed while blocked takes nothing: not the next queue item,
+ * not a Condition's notification and lock. */
+Test(manager, dead_waiter_takes_nothing) {
+  bl_manager_t *m = start_manager();
+  bl_proxy_t *q = NULL, *cv = NULL;
+  cr_assert_eq(bl_manager_queue(m, &q), 0);
+  cr_assert_eq(bl_manager_condition(m, &cv), 0);
+  int p[2];
+  cr_assert_eq(bl__pipe(p), 0);
+  pid_t c[2];
+  for (int i = 0; i < 2; i++) {
+    c[i] = t_fork();
+    cr_assert_geq(c[i], 0);
+    if (c[i] == 0) {
+      char b = 1;
+      void *v = NULL;
+      size_t n = 0;
+      if (i == 0) {
+        (void)bl__write_full(p[1], &b, 1);
+        (void)bl_mqueue_get(q, &v, &n, -1); /* killed while blocked here */
+      } else if (bl_macquire(cv, -1) == 0) {
+        (void)bl__write_full(p[1], &b, 1);
+        (void)bl_mcond_wait(cv, -1); /* releases the lock; killed here */
+      }
+      t_exit(3);
+    }
+    char b;
+    cr_assert_eq(bl__read_full(p[0], &b, 1), 0);
+  }
+  /* Not a synchronisation: if a child is not blocked yet when killed,
+   * it never asked for anything either; the pause makes it likely. */
+  struct timespec ts = {0, 200 * 1000000L};
+  nanosleep(&ts, NULL);
+  for (int i = 0; i < 2; i++) {
+    cr_assert_eq(kill(c[i], SIGKILL), 0);
+    cr_expect_eq(t_wait_exit(c[i]), -SIGKILL);
+  }
+  cr_assert_eq(bl_mqueue_put(q, "x", 1), 0);
+  void *v = NULL;
+  size_t n = 0;
+  cr_expect_eq(bl_mqueue_get(q, &v, &n, 60000), 0); /* not taken by the dead */
+  free(v);
+  /* The lock is free (the dead waiter released it) and stays free after
+   * a notify, which the dead waiter must not turn into holding it. */
+  cr_assert_eq(bl_macquire(cv, 60000), 0);
+  cr_expect_eq(bl_mcond_notify(cv, 1), 0);
+  cr_expect_eq(bl_mrelease(cv), 0);
+  nanosleep(&ts, NULL);
+  cr_expect_eq(bl_macquire(cv, 60000), 0);
+  cr_expect_eq(bl_mrelease(cv), 0);
+  close(p[0]);
+  close(p[1]);
+  bl_proxy_free(&q);
+  bl_proxy_free(&cv);
+  bl_manager_free(&m);
+}
