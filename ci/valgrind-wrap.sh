@@ -11,6 +11,9 @@ rc=$?
 bad=$(grep -l 'ERROR SUMMARY: [1-9]' "$logdir"/vg.*.log 2>/dev/null)
 if [ -n "$bad" ]; then
   for f in $bad; do echo "=== valgrind: $f" >&2; cat "$f" >&2; done
+  # BL_VG_KEEP=DIR (ci/valgrind --conform): keep the bad logs for the summary.
+  [ -n "${BL_VG_KEEP:-}" ] && cp $bad "$BL_VG_KEEP/" 2>/dev/null
+  echo "=== valgrind: $(echo "$bad" | wc -w) unclean process(es), reports above" >&2
   rc=99
 fi
 rm -rf "$logdir"
