@@ -118,6 +118,7 @@ static void resolve(bl_pool_t *p, bl_result_t *r, int code, const char *type,
   if (code) bl_error_info_set(&r->err, code, type, msg, tb);
   atomic_store_explicit(&r->ready, 1, memory_order_release);
   p->unresolved--;
+  if (r->putslot) r->putslot = 0, p->putheld--;
   if (has_cb(r)) bl__pool_defer(p, BL__DEF_RESOLVED, r, 0, 0);
   if (r == p->claim_job) bl__pool_wake_claimer(p);
   bl__pool_notify(p);
@@ -622,10 +623,33 @@ static void set_limits(bl_pool_t *p, bl_result_t *r, const bl_apply_options_t *a
   r->hard_ms = ao && ao->time_limit_ms ? ao->time_limit_ms : p->o.time_limit_ms;
 }
 
+static int on_sv_thread(const bl_pool_t *p);
+static int wait_locked(bl_pool_t *p, int (*done)(bl_pool_t *, void *),
+                       void *arg, int timeout_ms);
+
+static int putslot_free(bl_pool_t *p, void *arg) {
+  (void)arg;
+  unsigned slots = p->o.putlock_slots ? p->o.putlock_slots : p->target;
+  return p->state != BL_POOL_RUN || p->putheld < slots;
+}
+
+/* putlocks: wait for a slot (lock held). A callback running inside a step
+ * cannot wait for results only that step would deliver: it takes the slot
+ * anyway, as billiard's lax semaphore would let it. */
+static void putslot_take(bl_pool_t *p, bl_result_t *r) {
+  if (!p->o.putlocks || r->kind != BL__JOB_APPLY) return;
+  if (!(p->stepping && pthread_equal(p->stepper, pthread_self())))
+    wait_locked(p, putslot_free, NULL, -1);
+  if (p->state != BL_POOL_RUN) return;
+  r->putslot = 1;
+  p->putheld++;
+}
+
 /* Enqueue r's units (or resolve an empty job). Frees r when refused. */
 static int enqueue(bl_pool_t *p, bl_result_t *r, bl_result_t **out,
                    int will_wait) {
   pthread_mutex_lock(&p->mu);
+  putslot_take(p, r);
   if (p->state != BL_POOL_RUN) {
     pthread_mutex_unlock(&p->mu);
     bl__job_unref(r);
@@ -1166,6 +1190,7 @@ BL_API int bl_pool_close(bl_pool_t *pool) {
   BL_VALIDATE(pool, -EINVAL);
   pthread_mutex_lock(&pool->mu);
   if (pool->state == BL_POOL_RUN) pool->state = BL_POOL_CLOSE;
+  bl__pool_notify(pool); /* putlocks waiters give up */
   bl__pool_kick(pool);
   pthread_mutex_unlock(&pool->mu);
   return 0;

@@ -96,6 +96,7 @@ struct bl_result {
   atomic_int accepted;
   atomic_int claimed;          /* a caller holds its worker's pipe */
   int timeout_set;            /* on_timeout_set fired: cancel due */
+  int putslot;                /* holds a putlocks slot until resolved */
   uint32_t soft_ms, hard_ms;  /* effective limits */
   struct bl__job_opts ao;
   /* apply jobs keep their one unit/item/buffers inline (one malloc) */
@@ -182,6 +183,7 @@ struct bl_pool {
   struct bl__unit *q_head, *q_tail;
   size_t qlen;
   size_t unresolved;          /* jobs not yet resolved */
+  size_t putheld;             /* putlocks: slots held by unresolved jobs */
   int ep, evfd, tfd;
   int cwake;                  /* eventfd: wakes the claiming caller */
   bl_result_t *claim_job;     /* the job a caller waits for by reading its

@@ -156,7 +156,7 @@ static const char *const base_features[] = {
     "pool.initializer", "pool.maxtasksperchild", "pool.max_memory_per_child",
     "pool.join-timeout", "pool.terminate_job", "pool.grow", "pool.shrink",
     "pool.restart", "worker-loss", "restart-freq", "time-limits.soft", "time-limits.hard", "time-limits.per-job",
-    "wallclock", "clock.jump", "process", "process.terminate", "pipe", "pipe.objects", "pipe.nonblock", "pool.synack",
+    "wallclock", "clock.jump", "process", "process.terminate", "pipe", "pipe.objects", "pipe.nonblock", "pool.synack", "pool.putlocks",
     "pool.events.exit", "pool.context", "exceptions", "util.logger",
     "util.noops", "util.soft_timeout", "context.executable",
     "context.forkserver_preload",

@@ -267,9 +267,6 @@ static json_t *op_pool_new(json_t *a, bcd_err_t *e) {
   const bl_context_t *ctx;
   if (method && bl_get_context(method, &ctx) != 0) /* Pool(context=...) */
     return bcd_fail(e, "ValueError", "cannot find context for '%s'", method);
-  if (bcd_bool(a, "putlocks", 0) || bcd_has(a, "semaphore"))
-    return bcd_unsupported(e, "Pool(putlocks, semaphore): libbilliard's "
-                              "apply_async never waits for a free worker");
   /* Workers start under the given method (NULL = the default); the task
    * catalogue is registered from a constructor, so a spawn or forkserver
    * worker (a fresh image of the driver) finds it (tasks.c). */
@@ -307,6 +304,10 @@ static json_t *op_pool_new(json_t *a, bcd_err_t *e) {
     o.enable_timeouts = bcd_bool(a, "enable_timeouts", 0);
   if (bcd_has(a, "synack"))
     o.synack = bcd_bool(a, "synack", 0);
+  if (bcd_has(a, "putlocks"))
+    o.putlocks = bcd_bool(a, "putlocks", 0);
+  if (bcd_has(a, "semaphore")) /* billiard's semaphore: its initial value */
+    o.putlock_slots = (unsigned)bcd_num(a, "semaphore", 0);
   if (bcd_bool(a, "on_process_exit", 0)) {
     /* A function pointer (and its pipe) means nothing in a spawn or
      * forkserver worker's fresh image: libbilliard refuses it there. */

@@ -87,6 +87,12 @@ typedef struct bl_pool_options {
   int threads;                 /* 1 = supervisor thread (default), 0 = caller drives */
   int allow_restart;           /* needed by bl_pool_restart() (default 0) */
   int synack;                  /* accepted, no effect (as in billiard) */
+  /* billiard's putlocks/semaphore: with putlocks set, apply_async (and
+   * apply) waits while putlock_slots of the jobs it submitted are still
+   * unresolved; close/terminate end the wait (BL_ENOTRUNNING). 0 slots =
+   * the pool's size (following grow/shrink). map and imap never wait. */
+  int putlocks;                /* default 0 */
+  unsigned putlock_slots;      /* billiard's semaphore value; 0 = size */
   int enable_timeouts;         /* accepted: per-job limits always apply (D6) */
   const bl_clock_t *clock;     /* NULL = CLOCK_MONOTONIC */
   bl_process_up_cb on_process_up;
