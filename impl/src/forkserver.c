@@ -63,6 +63,8 @@ static int send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
     c->cmsg_len = CMSG_LEN(sizeof(int) * n);
     memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
   }
+  int rc = BL_FAULT("forkserver/request/sendmsg", EPIPE);
+  if (rc) return rc;
   ssize_t r;
   do r = sendmsg(sock, &m, MSG_NOSIGNAL);
   while (r < 0 && errno == EINTR);

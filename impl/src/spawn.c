@@ -198,6 +198,8 @@ _Noreturn void bl__spawn_exec(const bl__boot_t *b0, int status_w) {
     }
   /* A memfd, not a pipe: the argument may exceed a pipe's capacity and
    * nobody would read it before the exec. Not CLOEXEC: it must cross. */
+  err = BL_FAULT("spawn/exec/memfd", EMFILE);
+  if (err) goto fail;
   mfd = memfd_create("billiard-spawn", 0);
   if (mfd < 0 || (err = bl__write_full(mfd, buf, len)) != 0 ||
       lseek(mfd, 0, SEEK_SET) != 0 || fcntl(status_w, F_SETFD, 0) != 0) {

@@ -49,6 +49,8 @@ static atomic_uint worker_counter;
 
 static int ep_add(bl_pool_t *p, int fd, uint32_t ev, struct bl__tag *tag) {
   struct epoll_event e = {.events = ev, .data.ptr = tag};
+  int rc = BL_FAULT("supervisor/epoll/add", ENOMEM);
+  if (rc) return rc;
   return epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &e) == 0 ? 0 : -errno;
 }
 
@@ -64,6 +66,8 @@ int bl__sv_init(bl_pool_t *p) {
   if (p->o.threads) {
     /* Only a thread other than the driver can wait on a worker's pipe
      * itself (see claim_wait in pool.c). */
+    rc = BL_FAULT("supervisor/eventfd/cwake", EMFILE);
+    if (rc) return rc;
     p->cwake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->cwake < 0) return -errno;
   }
@@ -158,10 +162,13 @@ size_t bl__sv_live(const bl_pool_t *p) {
 static int map_shm(bl_pool_t *p, struct bl__worker *w, int *mfd) {
   int fd = -1;
   if (p->method != BL__M_FORK) {
+    int e = BL_FAULT("supervisor/spawn/memfd", EMFILE);
+    if (e) return e;
     fd = memfd_create("billiard-worker", MFD_CLOEXEC);
     if (fd < 0) return -errno;
-    if (ftruncate(fd, sizeof *w->shm) != 0) {
-      int e = -errno;
+    e = BL_FAULT("supervisor/spawn/ftruncate", ENOMEM);
+    if (e || ftruncate(fd, sizeof *w->shm) != 0) {
+      if (!e) e = -errno;
       close(fd);
       return e;
     }
