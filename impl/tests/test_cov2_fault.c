@@ -6,12 +6,14 @@
  * the simulated errno (or BL_EPROCESS), leave no fd and no child. */
 #include <criterion/criterion.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/wait.h>
 
 #include <billiard/billiard.h>
 
 #include "helpers.h"
 #include "pool_tasks.h"
+#include "startmethod.h"
 
 #ifdef FIU_ENABLE
 #include <fiu-control.h>
@@ -167,4 +169,64 @@ Test(cov2_fault, forkserver_request_send_fails) {
   cr_expect_eq(t_count_fds(), fds - 1, "the server's socket is gone");
   no_children();
   cr_expect_eq(run("forkserver", "cov2/seven"), 7, "a new server serves");
+}
+
+/* Fail exactly the n-th call of a point from now on (fd creation). */
+#ifdef FIU_ENABLE
+static atomic_int fd_calls, fd_fail_at;
+static int nth_fd_cb(const char *name, int *failnum, void **failinfo, unsigned *flags) {
+  (void)name, (void)failnum, (void)flags;
+  *failinfo = (void *)(intptr_t)EMFILE;
+  return atomic_fetch_add(&fd_calls, 1) + 1 == atomic_load(&fd_fail_at);
+}
+#endif
+
+/* Every pipe and socketpair of a forkserver start (the Process's status
+ * pipe, the server's socket and status pipe) fails in turn, with no
+ * server running yet: the start reports EMFILE and leaves nothing. */
+Test(cov2_fault, forkserver_first_start_fd_failures) {
+#ifndef FIU_ENABLE
+  cr_skip_test("fault points need -Dfault_injection=true");
+#else
+  if (t_under_valgrind()) cr_skip_test("valgrind refuses clone(CLONE_PARENT)");
+  const char *points[] = {"fdutil/pipe/create", "fdutil/socketpair/create"};
+  for (size_t k = 0; k < 2; k++) {
+    int failed = 0;
+    for (int n = 1; n <= 6; n++) {
+      bl__forkserver_stop();
+      int fds = t_count_fds();
+      atomic_store(&fd_calls, 0);
+      atomic_store(&fd_fail_at, n);
+      fiu_enable_external(points[k], 1, NULL, 0, nth_fd_cb);
+      int rc = run("forkserver", "cov2/seven");
+      fiu_disable(points[k]);
+      if (rc == 7) break;
+      failed++;
+      cr_expect_eq(rc, -EMFILE, "%s call %d", points[k], n);
+      cr_expect_eq(t_count_fds(), fds, "%s call %d", points[k], n);
+      no_children();
+    }
+    cr_expect_gt(failed, 0, "%s", points[k]);
+    cr_expect_lt(failed, 6, "%s", points[k]);
+  }
+  bl__forkserver_stop();
+#endif
+}
+
+/* A preload name over the registry's limit cannot be sent: the server is
+ * stopped and the start reports it as not found. */
+Test(cov2_fault, forkserver_preload_name_too_long) {
+  if (t_under_valgrind()) cr_skip_test("valgrind refuses clone(CLONE_PARENT)");
+  char name[BL_TASK_NAME_MAX + 2];
+  memset(name, 'a', sizeof name - 1);
+  name[sizeof name - 1] = 0;
+  bl__forkserver_stop();
+  int fds = t_count_fds();
+  cr_assert_eq(bl_set_forkserver_preload((const char *const[]){name, NULL}), 0);
+  cr_expect_eq(run("forkserver", "cov2/seven"), BL_ENOTFOUND);
+  cr_expect_eq(t_count_fds(), fds);
+  no_children();
+  cr_assert_eq(bl_set_forkserver_preload(NULL), 0);
+  cr_expect_eq(run("forkserver", "cov2/seven"), 7);
+  bl__forkserver_stop();
 }
