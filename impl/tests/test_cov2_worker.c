@@ -4,12 +4,15 @@
  * or STOP with 0; the spawn worker's boot argument, malformed, is refused
  * before anything is mapped. */
 #include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "helpers.h"
+#include "pool_tasks.h"
 #include "internal.h"
 #include "poolint.h"
 #include "poolwire.h"
@@ -77,4 +80,24 @@ Test(cov2_worker, malformed_spawn_boot_arguments) {
   wb.initarg_len = 6;
   memcpy(buf, &wb, sizeof wb);
   cr_expect_eq(bl__pool_worker_target(buf, sizeof buf), 1, "no shared page to map");
+}
+
+/* A signal without an abbreviation (a real-time one) still names the
+ * loss: billiard prints whatever the signal module knows. */
+Test(cov2_worker, worker_killed_by_a_realtime_signal) {
+  t_register_pool_tasks();
+  bl_pool_t *p = t_pool(1, 1);
+  cr_assert_not_null(p);
+  bl_result_t *r = NULL;
+  int sig = SIGRTMIN + 2;
+  cr_assert_eq(t_apply_int(p, "die", sig, NULL, &r), 0);
+  bl_error_info_t err = {0};
+  cr_assert_eq(bl_result_get(r, 30000, NULL, NULL, &err), BL_EWORKERLOST);
+  char want[128];
+  snprintf(want, sizeof want, "Worker exited prematurely: signal %d (SIGUNKNOWN) Job: %llu.",
+           sig, (unsigned long long)bl_result_job_id(r));
+  cr_expect_str_eq(err.message, want);
+  bl_error_info_clear(&err);
+  bl_result_free(&r);
+  bl_pool_free(&p);
 }
