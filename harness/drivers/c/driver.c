@@ -262,6 +262,11 @@ int main(void) {
   pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
   pthread_mutex_init(&bcd.lock, &ma);
   pthread_mutexattr_destroy(&ma);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&bcd.jobs_cv, &ca);
+  pthread_condattr_destroy(&ca);
   bl_offset_clock_init(&bcd.clock);
   bcd_fault_init();
   if (bcd_register_tasks() != 0) {

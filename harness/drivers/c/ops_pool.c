@@ -71,14 +71,23 @@ static void on_down(bl_pool_t *pool, pid_t pid, int status, void *user) {
                                      (int)pid, "exitcode", status));
 }
 
+/* The name of job id. apply_async registers its job only after the
+ * submission returned (it may wait for a putlocks slot, which needs these
+ * callbacks to go on), so a hook can run first: wait for the registration,
+ * boundedly. */
 static char *job_name_of(uint64_t id) {
   char *name = NULL;
+  struct timespec end;
+  clock_gettime(CLOCK_MONOTONIC, &end);
+  end.tv_sec += 5;
   pthread_mutex_lock(&bcd.lock);
-  for (bcd_job_t *j = bcd.jobs; j; j = j->next)
-    if (j->has_id && j->id == id) {
-      name = strdup(j->name);
+  for (;;) {
+    for (bcd_job_t *j = bcd.jobs; j && !name; j = j->next)
+      if (j->has_id && j->id == id)
+        name = strdup(j->name);
+    if (name || pthread_cond_timedwait(&bcd.jobs_cv, &bcd.lock, &end) != 0)
       break;
-    }
+  }
   pthread_mutex_unlock(&bcd.lock);
   return name;
 }
@@ -434,7 +443,7 @@ static bcd_job_t *job_new(json_t *a, bcd_pool_t *p, int is_map,
   return j;
 }
 
-/* Under bcd.lock (taken by the caller around the submission). */
+/* Under bcd.lock. */
 static void job_register(bcd_job_t *j) {
   if (!j->has_id) {
     j->id = bl_result_job_id(j->r);
@@ -442,6 +451,7 @@ static void job_register(bcd_job_t *j) {
   }
   j->next = bcd.jobs;
   bcd.jobs = j;
+  pthread_cond_broadcast(&bcd.jobs_cv);
 }
 
 static json_t *op_apply_async(json_t *a, bcd_err_t *e) {
@@ -457,8 +467,12 @@ static json_t *op_apply_async(json_t *a, bcd_err_t *e) {
   char *arg = bcd_dump(json_object_get(a, "args"));
   bl_apply_options_t ao;
   apply_opts(&ao, a, j);
+  /* Not under bcd.lock: with putlocks the call waits for a job to resolve,
+   * and the job callbacks (supervisor thread) take that lock. */
+  bl_result_t *r = NULL;
+  int rc = bl_pool_apply_async(p->pool, task, arg, strlen(arg), &ao, &r);
   pthread_mutex_lock(&bcd.lock);
-  int rc = bl_pool_apply_async(p->pool, task, arg, strlen(arg), &ao, &j->r);
+  j->r = r;
   if (rc == 0)
     job_register(j);
   pthread_mutex_unlock(&bcd.lock);
