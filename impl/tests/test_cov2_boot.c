@@ -372,3 +372,37 @@ Test(cov2_boot, spawn_constructor_refuses_a_corrupted_boot_memfd) {
   cr_expect_eq(code, 1);
   cr_expect_eq(t_count_fds(), fds0);
 }
+
+/* ---- spawn's environment ---- */
+
+static int tg_seven(const void *a, size_t n) {
+  (void)a, (void)n;
+  return 7;
+}
+/* In a constructor: the spawned image looks it up before main. */
+__attribute__((constructor)) static void reg_seven(void) {
+  bl_register_target("cov2b/seven", tg_seven);
+}
+
+static int spawn_seven(void) {
+  bl_process_options_t o;
+  bl_process_options_init(&o);
+  o.start_method = "spawn";
+  bl_process_t *p = NULL;
+  int rc = bl_process_new(&p, "cov2b/seven", NULL, 0, &o);
+  if (rc == 0) rc = bl_process_start(p);
+  if (rc == 0 && (rc = bl_process_join(p, 60000)) == 0) (void)bl_process_exitcode(p, &rc);
+  bl_process_free(&p);
+  return rc;
+}
+
+/* Markers inherited from a process that was itself started by spawn or
+ * as a forkserver must not reach the new image ahead of its own. (Each
+ * Criterion test runs in its own process: the environment is ours.) */
+Test(cov2_boot, spawn_drops_stale_markers_and_copes_without_environment) {
+  cr_assert_eq(setenv("BL_SPAWN_FD", "1,2", 1), 0);
+  cr_assert_eq(setenv("BL_FORKSERVER_FD", "3,4", 1), 0);
+  cr_expect_eq(spawn_seven(), 7);
+  cr_assert_eq(clearenv(), 0);
+  cr_expect_eq(spawn_seven(), 7, "an empty environment");
+}
