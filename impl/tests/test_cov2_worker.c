@@ -101,3 +101,19 @@ Test(cov2_worker, worker_killed_by_a_realtime_signal) {
   bl_result_free(&r);
   bl_pool_free(&p);
 }
+
+/* More workers than the worker table's first allocation (8). */
+Test(cov2_worker, pool_of_nine_workers) {
+  t_register_pool_tasks();
+  bl_pool_t *p = t_pool(9, 1);
+  cr_assert_not_null(p);
+  cr_expect_eq(bl_pool_pids(p, NULL, 0), 9);
+  bl_result_t *r = NULL;
+  int rc;
+  cr_assert_eq(t_apply_int(p, "square", 3, NULL, &r), 0);
+  cr_expect_eq(t_get_int(r, &rc), 9);
+  bl_result_free(&r);
+  bl_pool_close(p);
+  cr_expect_eq(bl_pool_join(p, 30000), 0);
+  bl_pool_free(&p);
+}
