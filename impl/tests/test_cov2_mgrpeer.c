@@ -39,6 +39,12 @@ struct rep_hdr {
 #define OP_GET 4
 #define K_DICT 1
 #define K_LIST 2
+#define K_QUEUE 4
+#define K_SEM 9
+#define K_BSEM 10
+#define K_BARRIER 12
+#define K_ARRAY 13
+#define K_CUSTOM 14
 
 static const unsigned char KEY[] = "cov2-secret";
 
@@ -126,13 +132,16 @@ static int authenticate(bl_manager_t *m) {
   return fd;
 }
 
-static int32_t request(int fd, uint8_t op, uint8_t kind, uint32_t id, const char *key) {
-  struct req_hdr h = {.op = op, .kind = kind, .id = id,
-                      .klen = key ? (uint32_t)strlen(key) : 0};
-  char buf[sizeof h + 64];
+static int32_t request_v(int fd, uint8_t op, uint8_t kind, uint32_t id, const char *key,
+                         int64_t arg, const void *val, uint32_t vlen) {
+  struct req_hdr h = {.op = op, .kind = kind, .id = id, .arg = arg,
+                      .klen = key ? (uint32_t)strlen(key) : 0, .vlen = vlen};
+  char buf[sizeof h + 128];
+  cr_assert_leq(h.klen + vlen, 128);
   memcpy(buf, &h, sizeof h);
   if (key) memcpy(buf + sizeof h, key, h.klen);
-  put(fd, buf, (uint32_t)(sizeof h + h.klen));
+  if (vlen) memcpy(buf + sizeof h + h.klen, val, vlen);
+  put(fd, buf, (uint32_t)(sizeof h + h.klen + vlen));
   uint32_t n;
   char *r = get(fd, &n);
   if (!r) return 12345;
@@ -140,6 +149,10 @@ static int32_t request(int fd, uint8_t op, uint8_t kind, uint32_t id, const char
   memcpy(&rh, r, sizeof rh);
   free(r);
   return rh.status;
+}
+
+static int32_t request(int fd, uint8_t op, uint8_t kind, uint32_t id, const char *key) {
+  return request_v(fd, op, kind, id, key, 0, NULL, 0);
 }
 
 /* The server still serves a well-behaved client. */
@@ -236,6 +249,35 @@ Test(cov2_mgrpeer, malformed_requests_drop_the_connection) {
 
   still_serving(m);
   cr_expect_eq(t_count_fds(), fds);
+  cr_expect_eq(bl_manager_shutdown(m), 0);
+  bl_manager_free(&m);
+}
+
+/* Creation arguments no client library would send: each refused, nothing
+ * created, the connection kept. */
+Test(cov2_mgrpeer, bad_creation_arguments) {
+  bl_manager_t *m = start_manager();
+  int fd = authenticate(m);
+  const int64_t big = (int64_t)INT32_MAX + 1;
+  int64_t t = 1000;
+  cr_expect_eq(request_v(fd, OP_CREATE, K_QUEUE, 0, NULL, -1, NULL, 0), -EINVAL);
+  cr_expect_eq(request_v(fd, OP_CREATE, K_QUEUE, 0, NULL, big, NULL, 0), -EINVAL);
+  cr_expect_eq(request_v(fd, OP_CREATE, K_SEM, 0, NULL, -1, NULL, 0), -EINVAL);
+  cr_expect_eq(request_v(fd, OP_CREATE, K_BSEM, 0, NULL, big, NULL, 0), -EINVAL);
+  cr_expect_eq(request_v(fd, OP_CREATE, K_BARRIER, 0, NULL, 0, &t, sizeof t), -EINVAL);
+  cr_expect_eq(request_v(fd, OP_CREATE, K_BARRIER, 0, NULL, big, &t, sizeof t), -EINVAL);
+  cr_expect_eq(request_v(fd, OP_CREATE, K_BARRIER, 0, NULL, 2, &t, 4), -EINVAL);
+  cr_expect_eq(request_v(fd, OP_CREATE, K_ARRAY, 0, NULL, -1, "x", 1), -EINVAL);
+  cr_expect_eq(request_v(fd, OP_CREATE, K_ARRAY, 0, NULL, (1 << 20) + 1, "x", 1), -EINVAL);
+  cr_expect_eq(request_v(fd, OP_CREATE, K_CUSTOM, 0, "no-such-type", 0, NULL, 0), BL_ENOTFOUND);
+  cr_expect_eq(request_v(fd, OP_CREATE, 0, 0, NULL, 0, NULL, 0), -EINVAL);
+  cr_expect_eq(request_v(fd, OP_CREATE, 99, 0, NULL, 0, NULL, 0), -EINVAL);
+  /* Still a working connection: valid ones succeed. */
+  cr_expect_gt(request_v(fd, OP_CREATE, K_BARRIER, 0, NULL, 2, &t, sizeof t), 0);
+  cr_expect_gt(request_v(fd, OP_CREATE, K_ARRAY, 0, NULL, 3, "x", 1), 0);
+  cr_expect_gt(request_v(fd, OP_CREATE, K_QUEUE, 0, NULL, 5, NULL, 0), 0);
+  close(fd);
+  still_serving(m);
   cr_expect_eq(bl_manager_shutdown(m), 0);
   bl_manager_free(&m);
 }
