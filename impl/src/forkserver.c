@@ -83,6 +83,7 @@ static int recv_with_fds(int sock, void *buf, size_t len, int *fds, size_t *n) {
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
                      .msg_controllen = sizeof u.b};
   *n = 0;
+  int rc = 0;
   ssize_t r;
   do r = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
   while (r < 0 && errno == EINTR);
@@ -91,11 +92,20 @@ static int recv_with_fds(int sock, void *buf, size_t len, int *fds, size_t *n) {
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
       size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      if (*n + k > MAX_PASS) k = MAX_PASS - *n;
+      /* CMSG_SPACE's padding can hold one fd more than MAX_PASS: such a
+       * request is malformed, and the fd past the limit is ours to close. */
+      for (size_t i = MAX_PASS - *n; i < k; i++) {
+        int extra;
+        memcpy(&extra, CMSG_DATA(c) + i * sizeof(int), sizeof extra);
+        close(extra);
+      }
+      if (*n + k > MAX_PASS) {
+        k = MAX_PASS - *n;
+        rc = BL_EPROTOCOL;
+      }
       memcpy(fds + *n, CMSG_DATA(c), k * sizeof(int));
       *n += k;
     }
-  int rc = 0;
   if ((m.msg_flags & MSG_CTRUNC) != 0) rc = BL_EPROTOCOL;
   if (rc == 0 && (size_t)r < len) {
     rc = bl__read_full(sock, (char *)buf + r, len - (size_t)r);

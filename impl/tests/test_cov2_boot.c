@@ -265,6 +265,14 @@ Test(cov2_boot, forkserver_drops_a_request_with_too_many_fds, .init = setup_targ
   cr_expect_eq(send_req(s.sock, 8, NULL, 0, many, 40), 0);
   cr_expect_eq(reply_of(s.sock), BL_EEOF);
   cr_expect_eq(server_end(&s), 0);
+  /* One more than the limit fits in the control buffer's padding: not
+   * truncated by the kernel, refused all the same (it used to be clamped
+   * and the request read on, the extra fd left open in the server). */
+  server_start(&s, 0, NULL, NULL);
+  cr_assert_eq(s.status, 0);
+  cr_expect_eq(send_req(s.sock, 8, NULL, 0, many, 34), 0);
+  cr_expect_eq(reply_of(s.sock), BL_EEOF);
+  cr_expect_eq(server_end(&s), 0);
   cr_expect_eq(t_count_fds(), fds0);
 }
 
