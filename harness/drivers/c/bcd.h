@@ -73,6 +73,7 @@ typedef struct bcd_driver {
   pthread_mutex_t out_lock;       /* whole lines on stdout */
   pthread_mutex_t lock;           /* job table (callbacks vs main thread) */
   pthread_cond_t jobs_cv;         /* a job was registered (job ids known) */
+  int submitting;                 /* apply_async calls not yet registered */
   uint64_t t0_ns;                 /* hello time, real CLOCK_MONOTONIC */
   bl_offset_clock_t clock;        /* given to every pool: clock.jump */
   bcd_handle_t *handles;

@@ -85,7 +85,10 @@ static char *job_name_of(uint64_t id) {
     for (bcd_job_t *j = bcd.jobs; j && !name; j = j->next)
       if (j->has_id && j->id == id)
         name = strdup(j->name);
-    if (name || pthread_cond_timedwait(&bcd.jobs_cv, &bcd.lock, &end) != 0)
+    /* Only a submission in flight can register it (pool.apply's jobs are
+     * never registered: no name, no wait). */
+    if (name || !bcd.submitting ||
+        pthread_cond_timedwait(&bcd.jobs_cv, &bcd.lock, &end) != 0)
       break;
   }
   pthread_mutex_unlock(&bcd.lock);
@@ -470,8 +473,13 @@ static json_t *op_apply_async(json_t *a, bcd_err_t *e) {
   /* Not under bcd.lock: with putlocks the call waits for a job to resolve,
    * and the job callbacks (supervisor thread) take that lock. */
   bl_result_t *r = NULL;
+  pthread_mutex_lock(&bcd.lock);
+  bcd.submitting++;
+  pthread_mutex_unlock(&bcd.lock);
   int rc = bl_pool_apply_async(p->pool, task, arg, strlen(arg), &ao, &r);
   pthread_mutex_lock(&bcd.lock);
+  bcd.submitting--;
+  pthread_cond_broadcast(&bcd.jobs_cv);
   j->r = r;
   if (rc == 0)
     job_register(j);
