@@ -118,6 +118,9 @@ json_t *bcd_object_arg(const json_t *a);
 /* The wire form of an object in the C port: its compact JSON text
  * (malloc'd; NULL when out of memory). */
 char *bcd_object_text(const json_t *v);
+/* bcd_object_arg(a) in its wire form (malloc'd), or NULL with e set
+ * (ValueError for a malformed "data", MemoryError). */
+char *bcd_object_arg_text(const json_t *a, bcd_err_t *e);
 /* digest:true replies: a string becomes {"len","sha256"} of its UTF-8
  * bytes; any other value is returned as is. Steals v. */
 json_t *bcd_object_digest(json_t *v);

@@ -286,13 +286,9 @@ static json_t *op_send_obj(json_t *a, bcd_err_t *e) {
   bl_conn_t *c = bcd_lookup(a, "conn", BCD_CONN, e);
   if (c == NULL)
     return NULL;
-  json_t *v = bcd_object_arg(a);
-  if (v == NULL && json_object_get(a, "data") != NULL)
-    return bcd_fail(e, "ValueError", "bad data");
-  char *s = bcd_object_text(v);
-  json_decref(v);
+  char *s = bcd_object_arg_text(a, e);
   if (s == NULL)
-    return bcd_fail(e, "MemoryError", "out of memory");
+    return NULL;
   int rc = bl_conn_send_bytes(c, s, strlen(s), 0, BL_CONN_REST);
   free(s);
   return rc ? conn_fail(e, rc, "send_bytes") : json_object();

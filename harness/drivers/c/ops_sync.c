@@ -143,13 +143,9 @@ static json_t *op_queue_put(json_t *a, bcd_err_t *e) {
   queue_rec_t *r = bcd_lookup(a, "queue", BCD_QUEUE, e);
   if (r == NULL)
     return NULL;
-  json_t *v = bcd_object_arg(a);
-  if (v == NULL && json_object_get(a, "data") != NULL)
-    return bcd_fail(e, "ValueError", "bad data");
-  char *s = bcd_object_text(v);
-  json_decref(v);
+  char *s = bcd_object_arg_text(a, e);
   if (s == NULL)
-    return bcd_fail(e, "MemoryError", "out of memory");
+    return NULL;
   int rc = r->simple ? bl_simple_queue_put(r->q, s, strlen(s))
                      : bl_queue_put(r->q, s, strlen(s), wait_ms(a));
   free(s);

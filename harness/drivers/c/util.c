@@ -374,6 +374,19 @@ char *bcd_object_text(const json_t *v) {
                     JSON_ENCODE_ANY | JSON_COMPACT | JSON_ALLOW_NUL);
 }
 
+char *bcd_object_arg_text(const json_t *a, bcd_err_t *e) {
+  json_t *v = bcd_object_arg(a);
+  if (v == NULL && json_object_get(a, "data") != NULL) {
+    bcd_fail(e, "ValueError", "bad data");
+    return NULL;
+  }
+  char *s = bcd_object_text(v);
+  json_decref(v);
+  if (s == NULL)
+    bcd_fail(e, "MemoryError", "out of memory");
+  return s;
+}
+
 json_t *bcd_object_digest(json_t *v) {
   if (!json_is_string(v))
     return v;
