@@ -129,7 +129,16 @@ pid_t bl__fork(int pdeathsig) {
   }
   /* Unflushed stdio would be written twice, once by each process. */
   fflush(NULL);
+#ifdef FIU_ENABLE
+  bl__fault_fork_prepare(); /* no thread is inside libfiu (fault.h) */
+#endif
   pid_t pid = fork();
+#ifdef FIU_ENABLE
+  int fe = errno;
+  if (pid == 0) bl__fault_fork_child();
+  else bl__fault_fork_parent();
+  errno = fe;
+#endif
   if (pid < 0) {
     int e = errno;
     bl__close(&dp[0]);

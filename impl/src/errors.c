@@ -1,4 +1,5 @@
 /* errors.c: the error table's strings, and bl_error_info_t. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,20 @@ int bl__fault_errno(int dflt) {
   void *fi = fiu_failinfo();
   return fi ? -(int)(intptr_t)fi : -dflt;
 }
+
+static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int bl__fault_fail(const char *name) {
+  pthread_mutex_lock(&fault_mu);
+  int r = fiu_fail(name);
+  pthread_mutex_unlock(&fault_mu);
+  return r;
+}
+
+void bl__fault_fork_prepare(void) { pthread_mutex_lock(&fault_mu); }
+void bl__fault_fork_parent(void) { pthread_mutex_unlock(&fault_mu); }
+/* The child's only thread is the one that locked it: start afresh. */
+void bl__fault_fork_child(void) { pthread_mutex_init(&fault_mu, NULL); }
 #endif
 
 struct entry {

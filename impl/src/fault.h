@@ -17,13 +17,21 @@
 #ifdef FIU_ENABLE
 /* Evaluates to 0 (no fault) or -errno (simulate that failure). The errno
  * is chosen out of line (errors.c) so each point adds one branch only. */
-#define BL_FAULT(name, dflt) (fiu_fail(name) ? bl__fault_errno(dflt) : 0)
+#define BL_FAULT(name, dflt) (bl__fault_fail(name) ? bl__fault_errno(dflt) : 0)
 int bl__fault_errno(int dflt);
+/* fiu_fail() under a process-wide lock that bl__fork() also holds across
+ * fork(): libfiu's tables have locks of their own (a write lock even for a
+ * lookup that fills its cache), and a child forked while another thread
+ * held one would hang at its first fault point (reliability.md, Found 8). */
+int bl__fault_fail(const char *name);
+void bl__fault_fork_prepare(void);
+void bl__fault_fork_parent(void);
+void bl__fault_fork_child(void);
 /* Crash point: the process dies by the signal given as failinfo (SIGKILL
  * by default), to simulate a worker lost at exactly this step. */
 #define BL_FAULT_CRASH(name)                                                    \
   do {                                                                          \
-    if (fiu_fail(name)) bl__fault_crash(fiu_failinfo());                        \
+    if (bl__fault_fail(name)) bl__fault_crash(fiu_failinfo());                        \
   } while (0)
 void bl__fault_crash(void *failinfo);
 #else

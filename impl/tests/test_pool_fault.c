@@ -162,3 +162,85 @@ Test(pool_fault, map_with_workers_dying_persistently_is_released) {
   cr_skip_test("fault points need -Dfault_injection=true");
 #endif
 }
+
+/* Found 8 (reliability.md): libfiu's tables have their own locks, taken
+ * (even for writing, to fill a lookup cache) inside every fault-point
+ * evaluation. A worker forked by the supervisor thread while a caller's
+ * thread was inside one inherited that lock held and hung at its first
+ * fault point: its jobs never resolved. No fork may start while another
+ * thread evaluates a fault point. The point's callback stays inside the
+ * evaluation until a fork starts (seen by an atfork handler) or 1 s passes;
+ * meanwhile a pool is created (which forks its worker). */
+#ifdef FIU_ENABLE
+static pthread_mutex_t ff_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ff_cv = PTHREAD_COND_INITIALIZER;
+static int ff_watch, ff_inside, ff_forks, ff_forked_inside;
+static pthread_t ff_th;
+
+static void ff_prepare(void) {
+  pthread_mutex_lock(&ff_mu);
+  if (ff_watch) ff_forks++;
+  pthread_cond_broadcast(&ff_cv);
+  pthread_mutex_unlock(&ff_mu);
+}
+
+static int ff_cb(const char *name, int *failnum, void **failinfo, unsigned *flags) {
+  (void)name, (void)failnum, (void)failinfo, (void)flags;
+  if (!pthread_equal(pthread_self(), ff_th)) return 0; /* the pool's own pipes */
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 1;
+  pthread_mutex_lock(&ff_mu);
+  ff_inside = 1;
+  int forks = ff_forks;
+  pthread_cond_broadcast(&ff_cv);
+  while (ff_forks == forks &&
+         pthread_cond_timedwait(&ff_cv, &ff_mu, &until) != ETIMEDOUT) {
+  }
+  ff_forked_inside = ff_forks != forks;
+  ff_inside = 2;
+  pthread_mutex_unlock(&ff_mu);
+  return 0;
+}
+
+static void *ff_thread(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&ff_mu); /* ff_th is set: the creator released ff_mu */
+  pthread_mutex_unlock(&ff_mu);
+  int fds[2];
+  if (bl__pipe(fds) == 0) {
+    close(fds[0]);
+    close(fds[1]);
+  }
+  return NULL;
+}
+#endif
+
+Test(pool_fault, no_fork_while_a_fault_point_is_evaluated) {
+#ifdef FIU_ENABLE
+  cr_assert_eq(pthread_atfork(ff_prepare, NULL, NULL), 0);
+  ff_watch = 1;
+  cr_assert_eq(fiu_enable_external("fdutil/pipe/create", 1, NULL, 0, ff_cb), 0);
+  pthread_mutex_lock(&ff_mu);
+  cr_assert_eq(pthread_create(&ff_th, NULL, ff_thread, NULL), 0);
+  while (!ff_inside) pthread_cond_wait(&ff_cv, &ff_mu);
+  pthread_mutex_unlock(&ff_mu);
+  bl_pool_t *p = t_pool(1, 1); /* forks while ff_thread is in the point */
+  pthread_join(ff_th, NULL);
+  fiu_disable("fdutil/pipe/create");
+  cr_assert_not_null(p);
+  cr_expect_eq(ff_inside, 2);
+  cr_expect_not(ff_forked_inside, "a fork started inside a fault-point evaluation");
+  bl_result_t *r = NULL;
+  int rc;
+  cr_assert_eq(t_apply_int(p, "square", 6, NULL, &r), 0);
+  cr_expect_eq(t_get_int(r, &rc), 36);
+  cr_expect_eq(rc, 0);
+  bl_result_free(&r);
+  bl_pool_close(p);
+  cr_expect_eq(bl_pool_join(p, 10000), 0);
+  bl_pool_free(&p);
+#else
+  cr_skip_test("fault points need -Dfault_injection=true");
+#endif
+}
