@@ -47,19 +47,34 @@ int bl__fault_errno(int dflt) {
   return fi ? -(int)(intptr_t)fi : -dflt;
 }
 
-static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Recursive: an atfork handler may fork again (its bl__fork evaluates a
+ * point and takes the lock while the outer fork holds it). */
+static pthread_mutex_t fault_mu;
+static pthread_once_t fault_once = PTHREAD_ONCE_INIT;
+
+static void fault_mu_init(void) {
+  pthread_mutexattr_t a;
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init(&fault_mu, &a);
+  pthread_mutexattr_destroy(&a);
+}
 
 int bl__fault_fail(const char *name) {
+  pthread_once(&fault_once, fault_mu_init);
   pthread_mutex_lock(&fault_mu);
   int r = fiu_fail(name);
   pthread_mutex_unlock(&fault_mu);
   return r;
 }
 
-void bl__fault_fork_prepare(void) { pthread_mutex_lock(&fault_mu); }
+void bl__fault_fork_prepare(void) {
+  pthread_once(&fault_once, fault_mu_init);
+  pthread_mutex_lock(&fault_mu);
+}
 void bl__fault_fork_parent(void) { pthread_mutex_unlock(&fault_mu); }
 /* The child's only thread is the one that locked it: start afresh. */
-void bl__fault_fork_child(void) { pthread_mutex_init(&fault_mu, NULL); }
+void bl__fault_fork_child(void) { fault_mu_init(); }
 #endif
 
 struct entry {
