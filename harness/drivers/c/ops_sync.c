@@ -865,14 +865,20 @@ static int p_lock_hold_die(const void *arg, size_t len) {
   return 3;
 }
 
+/* The target's event: attached from its handle (*hi >= 0: the caller frees
+ * it) or the driver's own by name (fork). NULL when neither works. */
+static bl_event_t *t_event(const json_t *a, int *hi) {
+  *hi = bcd_handle_of(a, "event", NULL);
+  if (*hi < 0)
+    return bcd_find(bcd_str(a, "event"), BCD_EVENT);
+  bl_event_t *ev = NULL;
+  return bl_event_attach(&ev, (size_t)*hi) == 0 ? ev : NULL;
+}
+
 static int p_event_wait(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  int hi = bcd_handle_of(a, "event", NULL);
-  bl_event_t *ev = NULL;
-  if (hi < 0)
-    ev = bcd_find(bcd_str(a, "event"), BCD_EVENT);
-  else if (bl_event_attach(&ev, (size_t)hi) != 0)
-    ev = NULL;
+  int hi;
+  bl_event_t *ev = t_event(a, &hi);
   int ms = bcd_timeout_ms(a, "timeout", -1);
   json_decref(a);
   if (ev == NULL)
@@ -918,12 +924,8 @@ static int p_value_add(const void *arg, size_t len) {
  * 1 if it did not within `seconds`. */
 static int p_soft_handler(const void *arg, size_t len) {
   json_t *a = targs(arg, len);
-  int hi = bcd_handle_of(a, "event", NULL);
-  bl_event_t *ev = NULL;
-  if (hi < 0)
-    ev = bcd_find(bcd_str(a, "event"), BCD_EVENT);
-  else if (bl_event_attach(&ev, (size_t)hi) != 0)
-    ev = NULL;
+  int hi;
+  bl_event_t *ev = t_event(a, &hi);
   int ms = bcd_ms(bcd_num(a, "seconds", 5)), rc = 1;
   json_decref(a);
   if (ev == NULL || bl_install_soft_timeout_handler() != 0)
