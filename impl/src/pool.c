@@ -507,6 +507,7 @@ static struct bl__unit *pop_queue(bl_pool_t *p) {
 }
 
 void bl__pool_dispatch(bl_pool_t *p) {
+  bl__pool_sub_drain(p, 0);
   if (!p->q_head || p->state == BL_POOL_TERMINATE) return;
   size_t ne = 0;
   for (size_t i = 0; i < p->nw; i++) ne += eligible(p, p->w[i]);
@@ -562,9 +563,12 @@ void bl__pool_fail_queue(bl_pool_t *p, int code, const char *msg) {
   p->q_tail = NULL;
 }
 
+/* Any thread, with or without the lock: awake and kicked are atomic so
+ * that a lock-free submitter and a driver going to sleep cannot both miss
+ * (the driver clears awake, then looks at the submission stack; the
+ * submitter pushes, then looks at awake). */
 void bl__pool_kick(bl_pool_t *p) {
-  if (p->awake || p->kicked) return;
-  p->kicked = 1;
+  if (atomic_load(&p->awake) || atomic_exchange(&p->kicked, 1)) return;
   uint64_t one = 1;
   ssize_t n = write(p->evfd, &one, sizeof one);
   (void)n; /* a full counter is already a pending wake-up */
@@ -645,29 +649,11 @@ static void putslot_take(bl_pool_t *p, bl_result_t *r) {
   p->putheld++;
 }
 
-/* Enqueue r's units (or resolve an empty job). Frees r when refused. */
-static int enqueue(bl_pool_t *p, bl_result_t *r, bl_result_t **out,
-                   int will_wait) {
-  pthread_mutex_lock(&p->mu);
-  putslot_take(p, r);
-  if (p->state != BL_POOL_RUN) {
-    pthread_mutex_unlock(&p->mu);
-    bl__job_unref(r);
-    return BL_ENOTRUNNING;
-  }
-  r->id = atomic_fetch_add(&job_counter, 1);
-  if (out) atomic_fetch_add(&r->refs, 1);
+/* Append an accepted job's units to the queue (the pool's reference is
+ * r's first). Lock held. */
+static void queue_job(bl_pool_t *p, bl_result_t *r) {
   p->unresolved++;
   r->units_open = r->nchunks;
-  if (r->nchunks == 0) {
-    atomic_store(&r->accepted, 1);
-    resolve(p, r, 0, NULL, NULL, NULL);
-    pthread_mutex_unlock(&p->mu);
-    if (out) *out = r;
-    bl__job_unref(r); /* no units: the pool's reference goes now */
-    return 0;
-  }
-  int was_empty = p->q_head == NULL;
   for (size_t c = 0; c < r->nchunks; c++) {
     struct bl__unit *u = &r->units[c];
     u->job = r;
@@ -679,6 +665,71 @@ static int enqueue(bl_pool_t *p, bl_result_t *r, bl_result_t **out,
     p->q_tail = u;
   }
   p->qlen += r->nchunks;
+}
+
+/* The submission stack's "closed" mark: no job lives at address 1. */
+#define SUB_CLOSED ((bl_result_t *)(uintptr_t)1)
+
+int bl__pool_sub_pending(bl_pool_t *p) {
+  bl_result_t *h = atomic_load(&p->sub);
+  return h && h != SUB_CLOSED;
+}
+
+void bl__pool_sub_drain(bl_pool_t *p, int close) {
+  bl_result_t *h = atomic_load(&p->sub);
+  for (;;) {
+    if (h == SUB_CLOSED || (!h && !close)) return;
+    if (atomic_compare_exchange_weak(&p->sub, &h, close ? SUB_CLOSED : NULL))
+      break;
+  }
+  bl_result_t *fifo = NULL; /* the stack is newest first */
+  while (h) {
+    bl_result_t *n = h->subnext;
+    h->subnext = fifo;
+    fifo = h;
+    h = n;
+  }
+  for (bl_result_t *n; fifo; fifo = n) {
+    n = fifo->subnext;
+    fifo->subnext = NULL;
+    queue_job(p, fifo);
+  }
+}
+
+/* Push r (its references taken) without the lock; BL_ENOTRUNNING once the
+ * pool left RUN (the stack is closed under the lock when it does). */
+static int sub_push(bl_pool_t *p, bl_result_t *r) {
+  bl_result_t *h = atomic_load_explicit(&p->sub, memory_order_relaxed);
+  do {
+    if (h == SUB_CLOSED) return BL_ENOTRUNNING;
+    r->subnext = h;
+  } while (!atomic_compare_exchange_weak(&p->sub, &h, r));
+  bl__pool_kick(p); /* no-op while a driver is awake: it drains first */
+  return 0;
+}
+
+/* Enqueue r's units (or resolve an empty job). Frees r when refused. Lock
+ * held. */
+static int enqueue_locked(bl_pool_t *p, bl_result_t *r, bl_result_t **out,
+                          int will_wait) {
+  putslot_take(p, r);
+  if (p->state != BL_POOL_RUN) {
+    bl__job_unref(r);
+    return BL_ENOTRUNNING;
+  }
+  bl__pool_sub_drain(p, 0); /* earlier lock-free submissions go first */
+  r->id = atomic_fetch_add(&job_counter, 1);
+  if (out) atomic_fetch_add(&r->refs, 1);
+  if (r->nchunks == 0) {
+    p->unresolved++;
+    atomic_store(&r->accepted, 1);
+    resolve(p, r, 0, NULL, NULL, NULL);
+    if (out) *out = r;
+    bl__job_unref(r); /* no units: the pool's reference goes now */
+    return 0;
+  }
+  int was_empty = p->q_head == NULL;
+  queue_job(p, r);
   /* Nothing queued before: hand the units to idle workers from this thread
    * (the bookkeeping is under the pool lock, which we hold), saving the hop
    * through the supervisor. With a backlog the driver batches (many frames
@@ -691,9 +742,16 @@ static int enqueue(bl_pool_t *p, bl_result_t *r, bl_result_t **out,
     p->claim_want = NULL;
   }
   if (p->q_head) bl__pool_kick(p);
-  pthread_mutex_unlock(&p->mu);
   if (out) *out = r;
   return 0;
+}
+
+static int enqueue(bl_pool_t *p, bl_result_t *r, bl_result_t **out,
+                   int will_wait) {
+  pthread_mutex_lock(&p->mu);
+  int rc = enqueue_locked(p, r, out, will_wait);
+  pthread_mutex_unlock(&p->mu);
+  return rc;
 }
 
 /* NULL, or initialised (_init) with reserved left zero. */
@@ -725,7 +783,26 @@ static int apply_submit(bl_pool_t *pool, const char *task, const void *arg,
   r->nitems = r->chunksize = r->nchunks = 1;
   r->units = &r->unit1;
   set_limits(pool, r, ao);
-  return enqueue(pool, r, out, will_wait);
+  if (will_wait || pool->o.putlocks) return enqueue(pool, r, out, will_wait);
+  /* A driver is busy (awake, or holding the lock), or jobs are already
+   * waiting on the stack: push without the lock; the driver queues and
+   * dispatches them in a batch before it sleeps. Otherwise take the lock
+   * and hand the job to an idle worker from this thread (lowest latency). */
+  if (!bl__pool_sub_pending(pool) && !atomic_load(&pool->awake) &&
+      pthread_mutex_trylock(&pool->mu) == 0) {
+    int rc = enqueue_locked(pool, r, out, 0);
+    pthread_mutex_unlock(&pool->mu);
+    return rc;
+  }
+  r->id = atomic_fetch_add(&job_counter, 1);
+  if (out) atomic_fetch_add(&r->refs, 1); /* before the driver can drop its */
+  if (sub_push(pool, r) != 0) {
+    if (out) bl__job_unref(r);
+    bl__job_unref(r);
+    return BL_ENOTRUNNING;
+  }
+  if (out) *out = r;
+  return 0;
 }
 
 BL_API int bl_pool_apply_async(bl_pool_t *pool, const char *task,
@@ -889,7 +966,7 @@ static int claim_wait(bl_pool_t *p, bl_result_t *r, struct bl__worker *w,
       w->in.len += (size_t)n;
       err = parse_frames(p, w, &handled);
       /* A worker got free: queued work must not wait for the driver. */
-      if (handled && p->q_head) bl__pool_dispatch(p);
+      if (handled) bl__pool_dispatch(p);
     }
     if (pr < 0 && err) break; /* cannot poll: wait the usual way */
     if (n == 0 || err) {
@@ -1190,6 +1267,7 @@ BL_API int bl_pool_close(bl_pool_t *pool) {
   BL_VALIDATE(pool, -EINVAL);
   pthread_mutex_lock(&pool->mu);
   if (pool->state == BL_POOL_RUN) pool->state = BL_POOL_CLOSE;
+  bl__pool_sub_drain(pool, 1); /* what got in before still runs */
   bl__pool_notify(pool); /* putlocks waiters give up */
   bl__pool_kick(pool);
   pthread_mutex_unlock(&pool->mu);
@@ -1218,6 +1296,7 @@ BL_API int bl_pool_terminate(bl_pool_t *pool) {
   pthread_mutex_lock(&p->mu);
   if (p->state != BL_POOL_TERMINATE) {
     p->state = BL_POOL_TERMINATE;
+    bl__pool_sub_drain(p, 1);
     fail_all(p, BL_ETERMINATED, "Pool terminated");
     uint64_t now = bl__pool_now(p);
     for (size_t i = 0; i < p->nw; i++) {
@@ -1267,6 +1346,7 @@ BL_API int bl_pool_terminate_job(bl_pool_t *pool, bl_result_t *r, int sig) {
   if (sig == 0) sig = SIGTERM;
   BL_VALIDATE(sig > 0 && sig < NSIG, -EINVAL);
   pthread_mutex_lock(&pool->mu);
+  bl__pool_sub_drain(pool, 0); /* r may still be on the stack */
   catch_up_all(pool); /* a unit running without an ACK frame yet */
   if (!atomic_load(&r->ready)) {
     char msg[16];
@@ -1525,6 +1605,7 @@ BL_API void bl_pool_free(bl_pool_t **pool) {
   bl_pool_t *p = *pool;
   *pool = NULL;
   pthread_mutex_lock(&p->mu);
+  bl__pool_sub_drain(p, 0);
   int busy = p->nw || p->unresolved;
   pthread_mutex_unlock(&p->mu);
   if (busy) bl_pool_terminate(p);

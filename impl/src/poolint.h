@@ -102,6 +102,7 @@ struct bl_result {
   /* apply jobs keep their one unit/item/buffers inline (one malloc) */
   struct bl__unit unit1;
   struct bl__item item1;
+  struct bl_result *subnext;  /* on the pool's submission stack */
   uint8_t *buf1;              /* malloc'd result, NULL when in small */
   size_t off1, len1;
   uint8_t small[32];          /* small apply results live here */
@@ -192,8 +193,11 @@ struct bl_pool {
   struct bl__worker *claim_w;
   bl_result_t *claim_want;    /* bl_pool_apply: claim when dispatching */
   struct bl__tag tag_ev, tag_timer;
-  int awake;                  /* a driver is between wake-up and sleep */
-  int kicked;                 /* the eventfd has been written */
+  atomic_int awake;           /* a driver is between wake-up and sleep */
+  atomic_int kicked;          /* the eventfd has been written */
+  /* apply_async jobs pushed without the lock (newest first), moved to the
+   * queue by bl__pool_sub_drain; BL__SUB_CLOSED once not running. */
+  _Atomic(bl_result_t *) sub;
   int stepping;               /* a thread is inside a step */
   pthread_t stepper;
   int have_thread, quit, started, joined, init_rc;
@@ -236,6 +240,11 @@ void bl__pool_notify(bl_pool_t *p);
 void bl__pool_requeue_front(bl_pool_t *p, struct bl__unit *head,
                             struct bl__unit *tail, size_t n);
 void bl__pool_fail_queue(bl_pool_t *p, int code, const char *msg);
+/* Queue the lock-free submissions (oldest first); with close, refuse any
+ * more (the pool leaves RUN). Lock held. */
+void bl__pool_sub_drain(bl_pool_t *p, int close);
+/* Submissions are waiting to be drained (any thread, no lock). */
+int bl__pool_sub_pending(bl_pool_t *p);
 
 /* supervisor.c */
 int bl__sv_init(bl_pool_t *p);

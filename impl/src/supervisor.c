@@ -377,6 +377,7 @@ static void remove_worker(bl_pool_t *p, struct bl__worker *w) {
 void bl__sv_break(bl_pool_t *p, int code, const char *msg) {
   if (p->state == BL_POOL_BROKEN || p->state == BL_POOL_TERMINATE) return;
   p->state = BL_POOL_BROKEN;
+  bl__pool_sub_drain(p, 1); /* accepted before the trip: failed below */
   p->broken_code = code;
   bl_error_info_set(&p->broken, code, bl_err_exception(code), msg, NULL);
   bl__pool_fail_queue(p, code, msg);
@@ -630,6 +631,9 @@ int bl__sv_step(bl_pool_t *p, int timeout_ms) {
   if (p->ndefs) t = 0;
   if (timeout_ms >= 0 && (t < 0 || timeout_ms < t)) t = timeout_ms;
   p->awake = 0;
+  /* After awake is cleared (see bl__pool_kick): a job pushed since the
+   * housekeeping's dispatch must not wait for the next event. */
+  if (bl__pool_sub_pending(p)) t = 0;
   pthread_mutex_unlock(&p->mu);
 
   struct epoll_event ev[64];
@@ -674,6 +678,9 @@ int bl__sv_step(bl_pool_t *p, int timeout_ms) {
   next = housekeeping(p);
   if (p->tfd >= 0) arm_timer(p, bl__tl_timeout_ms(next, bl__pool_now(p), cap));
   p->awake = 0;
+  /* Pushed after the last drain while we were awake (no kick then): make
+   * the fd readable, or a caller-driven loop would sleep on it. */
+  if (bl__pool_sub_pending(p)) bl__pool_kick(p);
   p->stepping = 0;
   /* Wake waiters only when this step resolved something or changed what
    * join waits for; without a supervisor thread every waiter is a
