@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,7 +60,8 @@ void bl__job_unref(bl_result_t *r) {
     while (r->blk) {
       struct bl__blk *b = r->blk;
       r->blk = b->next;
-      free(b);
+      if (b->mapped) munmap(b, b->mapped);
+      else free(b);
     }
     for (size_t c = 0; r->cherr && c < r->nchunks; c++)
       bl_error_info_clear(&r->cherr[c]);
@@ -162,24 +164,79 @@ void bl__pool_fail_unit(bl_pool_t *p, struct bl__unit *u, int code,
   resolve(p, r, code, type, msg, NULL);
 }
 
-/* n bytes (8-aligned) from r's blocks, which only grow until r is freed. */
-static uint8_t *chunk_store(bl_result_t *r, size_t n) {
+/* A new block for at least need bytes, sized for `want` (the chunks still
+ * to come). Blocks from 256 KiB up are mmap'd with MAP_POPULATE: one
+ * system call instead of a page fault per page while results stream in. */
+static struct bl__blk *blk_new(size_t need, size_t want) {
+  enum { SMALL = 16384, MAPPED = 262144, MAX = 64u << 20 };
+  size_t cap = want < SMALL ? SMALL : want > MAX ? MAX : want;
+  if (cap < need) cap = need;
+  struct bl__blk *b;
+  size_t total = sizeof *b + cap;
+  if (total >= MAPPED) {
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t ps = pg > 0 ? (size_t)pg : 4096;
+    total = (total + ps - 1) / ps * ps;
+    void *m = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    b = m;
+    b->mapped = total;
+    b->cap = total - sizeof *b;
+  } else {
+    if (!(b = malloc(total))) return NULL;
+    b->mapped = 0;
+    b->cap = cap;
+  }
+  b->used = 0;
+  return b;
+}
+
+/* n bytes (8-aligned) from r's blocks, which only grow until r is freed;
+ * `more` chunks of about the same size are still to come. */
+static uint8_t *chunk_store(bl_result_t *r, size_t n, size_t more) {
   size_t need = (n + 7) & ~(size_t)7;
   struct bl__blk *b = r->blk;
   if (!b || b->cap - b->used < need) {
-    size_t cap = b ? b->cap * 2 : 16384;
-    if (cap > 262144) cap = 262144;
-    if (cap < need) cap = need;
-    b = malloc(sizeof *b + cap);
-    if (!b) return NULL;
+    size_t want = need && more > SIZE_MAX / need ? SIZE_MAX : need * more;
+    if (!(b = blk_new(need, want))) return NULL;
     b->next = r->blk;
-    b->cap = cap;
-    b->used = 0;
     r->blk = b;
   }
   uint8_t *at = b->data + b->used;
   b->used += need;
   return at;
+}
+
+/* A chunk's READY body whose n items all have the length of the first one
+ * (l0): body[k * (4 + l0)] holds l0 for every k. Independent loads, no
+ * walk. */
+static int body_uniform(const uint8_t *body, size_t blen, size_t n,
+                        uint32_t *l0) {
+  if (blen < 4) return 0;
+  memcpy(l0, body, 4);
+  size_t stride = 4 + (size_t)*l0;
+  if (*l0 > blen || blen / stride != n || blen % stride) return 0;
+  uint32_t diff = 0;
+  for (size_t k = 1; k < n; k++) {
+    uint32_t l;
+    memcpy(&l, body + k * stride, 4);
+    diff |= l ^ *l0;
+  }
+  return diff == 0;
+}
+
+/* The items of a uniform body, packed without their prefixes. */
+static void body_pack(uint8_t *dst, const uint8_t *body, size_t n, uint32_t l0) {
+  const uint8_t *src = body + 4;
+  size_t stride = 4 + (size_t)l0;
+  if (l0 == 8) { /* the usual 8-byte item: fixed-size copies, no calls */
+    for (size_t k = 0; k < n; k++) memcpy(dst + 8 * k, src + 12 * k, 8);
+  } else if (l0 == 4) {
+    for (size_t k = 0; k < n; k++) memcpy(dst + 4 * k, src + 8 * k, 4);
+  } else if (l0) {
+    for (size_t k = 0; k < n; k++) memcpy(dst + k * l0, src + k * stride, l0);
+  }
 }
 
 /* A READY/FAIL frame for unit u. Lock held. */
@@ -231,36 +288,40 @@ static void on_outcome(bl_pool_t *p, struct bl__unit *u, const bl__pw_hdr_t *h,
     resolve(p, r, 0, NULL, NULL, NULL);
     return;
   }
-  /* map/imap chunk: one copy of the body, kept as it is; items are found
-   * by stride (same lengths) or by an offset table. */
+  /* map/imap chunk: one copy. Items of equal length are packed (no
+   * prefixes, found by stride); otherwise the body is kept as it is, with
+   * an offset table. */
   size_t first = (size_t)u->chunk * r->chunksize;
   size_t n = r->nitems - first < r->chunksize ? r->nitems - first : r->chunksize;
+  size_t more = r->nchunks > r->ndone ? r->nchunks - r->ndone : 1;
   int bad = h->nitems == n ? 0 : BL_EPROTOCOL;
-  size_t cur = 0, l0 = 0;
-  int same = 1;
-  for (size_t i = 0; !bad && i < n; i++) {
-    const uint8_t *it;
-    size_t len;
-    if (bl__pw_next_item(body, h->len, &cur, &it, &len)) bad = BL_EPROTOCOL;
-    else if (i == 0) l0 = len;
-    else if (len != l0) same = 0;
-  }
-  uint8_t *copy = bad ? NULL : chunk_store(r, h->len);
-  if (!bad && !copy) bad = -ENOMEM;
-  if (copy) memcpy(copy, body, h->len);
-  uint32_t *off = NULL;
-  if (!bad && !same && !(off = malloc(n * sizeof *off))) bad = -ENOMEM;
-  for (size_t i = 0, o = 0; off && i < n; i++) {
-    uint32_t l;
-    off[i] = (uint32_t)o;
-    memcpy(&l, copy + o, 4);
-    o += 4 + (size_t)l;
+  uint32_t l0 = 0, *off = NULL;
+  uint8_t *copy = NULL;
+  if (!bad && body_uniform(body, h->len, n, &l0)) {
+    if (!(copy = chunk_store(r, n * l0, more))) bad = -ENOMEM;
+    else body_pack(copy, body, n, l0);
+  } else if (!bad) {
+    size_t cur = 0;
+    for (size_t i = 0; !bad && i < n; i++) {
+      const uint8_t *it;
+      size_t len;
+      if (bl__pw_next_item(body, h->len, &cur, &it, &len)) bad = BL_EPROTOCOL;
+    }
+    if (!bad && !(copy = chunk_store(r, h->len, more))) bad = -ENOMEM;
+    if (!bad && !(off = malloc(n * sizeof *off))) bad = -ENOMEM;
+    if (!bad) memcpy(copy, body, h->len);
+    for (size_t i = 0, o = 0; off && i < n; i++) {
+      uint32_t l;
+      off[i] = (uint32_t)o;
+      memcpy(&l, copy + o, 4);
+      o += 4 + (size_t)l;
+    }
   }
   if (bad) {
     bl__pool_fail_unit(p, u, bad, NULL, NULL);
     return;
   }
-  r->chunks[u->chunk] = (struct bl__chunk){copy, off, (uint32_t)(4 + l0)};
+  r->chunks[u->chunk] = (struct bl__chunk){copy, off, l0};
   if (r->kind == BL__JOB_MAP) {
     if (++r->ndone == r->nchunks) resolve(p, r, 0, NULL, NULL, NULL);
   } else {
@@ -276,7 +337,10 @@ static void on_ack(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
   w->running_resolved = 0;
   bl__restart_reset(&p->rs);
   p->crash_streak = 0;
-  atomic_store(&r->pid, (int)w->pid);
+  /* Release, and only when it changes: a map's chunks mostly run on the
+   * same few workers (a seq_cst store is a full barrier per chunk). */
+  if (atomic_load_explicit(&r->pid, memory_order_relaxed) != (int)w->pid)
+    atomic_store_explicit(&r->pid, (int)w->pid, memory_order_release);
   if (++r->nacked >= r->nchunks) atomic_store(&r->accepted, 1);
   if (r->ao.accept_callback && !u->cancelled)
     bl__pool_defer(p, BL__DEF_ACCEPT, r, w->pid, 0);
@@ -470,6 +534,8 @@ static int send_unit(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
   if (rc) return rc;
   u->ackf = r->ao.accept_callback || r->soft_ms || r->hard_ms;
   if (u->ackf) w->out.p[at + offsetof(bl__pw_hdr_t, flags)] = BL__PW_F_ACK;
+  else if (r->kind == BL__JOB_MAP)
+    w->out.p[at + offsetof(bl__pw_hdr_t, flags)] = BL__PW_F_BATCH;
   u->state = BL__U_SENT;
   u->early = 0;
   u->seq = ++w->seq;
@@ -1071,10 +1137,15 @@ static void item_at(const bl_result_t *r, size_t i, const void **value,
     return;
   }
   const struct bl__chunk *ch = &r->chunks[i / r->chunksize];
-  size_t k = i % r->chunksize, o = ch->off ? ch->off[k] : k * ch->stride;
+  size_t k = i % r->chunksize;
+  if (!ch->off) { /* packed: equal lengths */
+    if (value) *value = ch->buf + k * ch->stride;
+    if (len) *len = ch->stride;
+    return;
+  }
   uint32_t l;
-  memcpy(&l, ch->buf + o, 4);
-  if (value) *value = ch->buf + o + 4;
+  memcpy(&l, ch->buf + ch->off[k], 4);
+  if (value) *value = ch->buf + ch->off[k] + 4;
   if (len) *len = l;
 }
 

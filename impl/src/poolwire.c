@@ -49,33 +49,50 @@ static int put_hdr(bl__buf_t *b, uint8_t type, uint64_t job, uint32_t chunk,
 }
 
 /* One TASK frame of n items; item i is args[i] when args is given, else
- * base + off[i] (the pool's packed argument store). */
+ * base + off[i] (the pool's packed argument store). The size is checked
+ * before any argument byte is read. */
 static int put_task(bl__buf_t *b, uint64_t job, uint32_t chunk, uint64_t first,
                     const char *name, const void *const *args,
                     const uint8_t *base, const size_t *off, const size_t *lens,
                     size_t i0, uint32_t n) {
-  size_t nl = strlen(name), body = nl;
-  for (uint32_t i = 0; i < n; i++) body += 4 + lens[i0 + i];
-  if (body > BL__PW_MAX_BODY) return -EMSGSIZE;
+  const size_t *ln = lens + i0;
+  size_t nl = strlen(name), body = nl + 4 * (size_t)n, big = 0;
+  for (uint32_t i = 0; i < n; i++) { /* no early exit: vectorisable */
+    body += ln[i];
+    big |= ln[i] > BL__PW_MAX_BODY;
+  }
+  if (big || body > BL__PW_MAX_BODY) return -EMSGSIZE;
   int rc = bl__buf_reserve(b, sizeof(bl__pw_hdr_t) + body);
   if (rc) return rc;
   bl__pw_hdr_t h = {.len = (uint32_t)body, .type = BL__PW_TASK,
                     .namelen = (uint16_t)nl, .chunk = chunk, .nitems = n,
                     .job = job, .first = first};
+  /* Locals, not b's fields: stores through p could alias them. */
   uint8_t *p = b->p + b->len;
   memcpy(p, &h, sizeof h);
   p += sizeof h;
   memcpy(p, name, nl);
   p += nl;
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t l = (uint32_t)lens[i0 + i];
-    memcpy(p, &l, 4);
-    p += 4;
-    const uint8_t *src = args ? args[i0 + i] : base + off[i0 + i];
-    if (l == 8) memcpy(p, src, 8); /* the usual small item: no call */
-    else if (l == 4) memcpy(p, src, 4);
-    else if (l) memcpy(p, src, l);
-    p += l;
+  if (args) {
+    const void *const *av = args + i0;
+    for (uint32_t i = 0; i < n; i++) {
+      size_t l = ln[i];
+      uint32_t l32 = (uint32_t)l;
+      memcpy(p, &l32, 4);
+      if (l == 8) memcpy(p + 4, av[i], 8); /* the usual small item: no call */
+      else if (l) memcpy(p + 4, av[i], l);
+      p += 4 + l;
+    }
+  } else {
+    const size_t *ov = off + i0;
+    for (uint32_t i = 0; i < n; i++) {
+      size_t l = ln[i];
+      uint32_t l32 = (uint32_t)l;
+      memcpy(p, &l32, 4);
+      if (l == 8) memcpy(p + 4, base + ov[i], 8);
+      else if (l) memcpy(p + 4, base + ov[i], l);
+      p += 4 + l;
+    }
   }
   b->len += sizeof h + body;
   return 0;

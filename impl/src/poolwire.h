@@ -32,8 +32,16 @@ typedef struct bl__pw_hdr {
 #define BL__PW_MAX_BODY (1u << 30)
 /* TASK flag: write the ACK frame before running (a time limit or an accept
  * callback needs it at once). Without it the worker records the start in
- * its shared page and the ACK travels with the next write. */
+ * its shared page and the ACK travels with the next write; such a unit has
+ * no time limit, so the worker never looks for a soft limit while it runs. */
 #define BL__PW_F_ACK 1u
+/* TASK flag: a chunk of a blocking-style map (no limit, no accept callback,
+ * nothing consumes a chunk before the whole job is done). Its READY may be
+ * held while the worker runs the next unit if that one is a chunk of the
+ * same job with this flag too, so results travel in batches (one write per
+ * batch, not per chunk). The worker still flushes before it blocks, at a
+ * size threshold, before a recycle, and a FAIL at once. */
+#define BL__PW_F_BATCH 2u
 
 /* A growable byte buffer; data is p[off, len). */
 typedef struct bl__buf {

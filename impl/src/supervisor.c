@@ -412,9 +412,11 @@ static void on_worker_exit(bl_pool_t *p, struct bl__worker *w) {
     next = u->next;
     u->next = NULL;
     if (u->state == BL__U_ACKED) {
-      /* The job it was running is lost: exactly this one fails. */
+      /* The job it was running is lost: exactly this one fails. Map
+       * chunks it finished but still held (BL__PW_F_BATCH) are of the
+       * same job as the running one: terminated, if that one was. */
       if (!w->running_resolved && !u->cancelled) {
-        if (w->term_unit == u) {
+        if (w->term_unit && w->term_unit->job == u->job) {
           snprintf(msg, sizeof msg, "%d", status < 0 ? -status : status);
           bl__pool_fail_unit(p, u, BL_ETERMINATED, NULL, msg);
         } else {

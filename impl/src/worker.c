@@ -25,6 +25,13 @@
 #include "startmethod.h"
 
 #define BL__EX_RECYCLE 155
+#define NO_JOB UINT64_MAX
+/* Held map results (BL__PW_F_BATCH) are written once this many bytes wait:
+ * a few chunks per write, while the parent still gets them early enough to
+ * refill the task pipe before it runs dry. */
+#ifndef BL__WORKER_BATCH
+#define BL__WORKER_BATCH 16384u
+#endif
 
 struct bl_task_ctx {
   uint64_t job, seq;
@@ -71,14 +78,15 @@ uint64_t bl__rss_kib(void) {
 }
 
 static void ctx_reset(bl_task_ctx_t *c) {
-  c->ret.len = c->ret.off = 0;
-  c->has_ret = c->failed = c->observed = c->direct = 0;
-  if (c->ftype || c->fmsg || c->ftb) {
+  /* The strings exist only after bl_task_fail, which sets failed. */
+  if (c->failed) {
     free(c->ftype);
     free(c->fmsg);
     free(c->ftb);
     c->ftype = c->fmsg = c->ftb = NULL;
   }
+  c->ret.len = c->ret.off = 0;
+  c->has_ret = c->failed = c->observed = c->direct = 0;
 }
 
 static int soft_fired(const bl_task_ctx_t *c) {
@@ -90,7 +98,10 @@ BL_API int bl_task_return(bl_task_ctx_t *ctx, const void *buf, size_t len) {
   BL_VALIDATE(ctx && (buf || !len), -EINVAL);
   uint8_t *slot = ctx->out ? bl__pw_ready_slot(ctx->out, ctx->at, len) : NULL;
   if (slot) {
-    if (len) memcpy(slot, buf, len);
+    /* Fixed-size copies for the usual small results: no libc call. */
+    if (len == 8) memcpy(slot, buf, 8);
+    else if (len == 4) memcpy(slot, buf, 4);
+    else if (len) memcpy(slot, buf, len);
     ctx->rlen = len;
     ctx->direct = ctx->has_ret = 1;
     return 0;
@@ -171,8 +182,8 @@ static void flush(int fd, bl__buf_t *out) {
   out->off = out->len = 0;
 }
 
-/* Run one TASK frame's items; append READY or FAIL to out. */
-static void run_unit(const bl__pw_hdr_t *h, const uint8_t *body,
+/* Run one TASK frame's items; append READY (returns 1) or FAIL (0) to out. */
+static int run_unit(const bl__pw_hdr_t *h, const uint8_t *body,
                      bl_task_ctx_t *c, bl__buf_t *out) {
   char name[BL_TASK_NAME_MAX + 1];
   size_t nl = h->namelen > BL_TASK_NAME_MAX ? BL_TASK_NAME_MAX : h->namelen;
@@ -182,8 +193,11 @@ static void run_unit(const bl__pw_hdr_t *h, const uint8_t *body,
   if (bl_lookup_task(name, &fn) != 0) {
     put_or_die(bl__pw_put_fail(out, h->job, h->chunk, BL_ENOTFOUND,
                                "LookupError", name, NULL));
-    return;
+    return 0;
   }
+  /* The parent signals a soft limit only for units sent with F_ACK
+   * (poolwire.h): for the others the per-item check is skipped. */
+  int limited = (h->flags & BL__PW_F_ACK) != 0;
   size_t at, cur = h->namelen, mark = out->len;
   put_or_die(bl__pw_ready_begin(out, h->job, h->chunk, &at));
   for (uint32_t i = 0; i < h->nitems; i++) {
@@ -198,7 +212,7 @@ static void run_unit(const bl__pw_hdr_t *h, const uint8_t *body,
     c->out = NULL;
     int code = 0;
     if (c->failed || rc != 0) code = c->failed ? BL_ETASK : rc;
-    else if (soft_fired(c) && !c->observed) code = BL_ESOFTTIMELIMIT;
+    else if (limited && soft_fired(c) && !c->observed) code = BL_ESOFTTIMELIMIT;
     if (code) {
       out->len = mark; /* a failing item fails its whole chunk */
       const char *type = c->failed ? c->ftype : bl_err_exception(code);
@@ -206,12 +220,13 @@ static void run_unit(const bl__pw_hdr_t *h, const uint8_t *body,
       if (code == BL_ESOFTTIMELIMIT) type = "SoftTimeLimitExceeded";
       put_or_die(bl__pw_put_fail(out, h->job, h->chunk, code, type, msg,
                                  c->failed ? c->ftb : NULL));
-      return;
+      return 0;
     }
     if (c->direct) bl__pw_ready_commit(out, c->rlen);
     else put_or_die(bl__pw_ready_item(out, at, c->ret.p, c->has_ret ? c->ret.len : 0));
   }
   bl__pw_ready_end(out, at, h->nitems);
+  return 1;
 }
 
 static int run_initializer(const struct bl__worker_cfg *cfg, bl_task_ctx_t *c) {
@@ -239,6 +254,7 @@ _Noreturn void bl__worker_main(const struct bl__worker_cfg *cfg) {
 
   bl__buf_t in = {0}, out = {0};
   unsigned done = 0;
+  uint64_t held_job = NO_JOB; /* out holds READYs of this BATCH job */
   uint64_t seq = 0;
   for (;;) {
     bl__pw_hdr_t h;
@@ -261,17 +277,23 @@ _Noreturn void bl__worker_main(const struct bl__worker_cfg *cfg) {
       leave(0);
     }
     if (h.type != BL__PW_TASK) leave(1);
+    /* Results already here must not wait behind this unit, unless they
+     * are map chunks of this unit's own job (BL__PW_F_BATCH): that job
+     * cannot be done before this unit is, so they may travel together,
+     * up to a batch size that keeps the parent refilling our pipe before
+     * it runs dry. The shared page tells a loss or terminate_job that
+     * this unit started, so it is written after everything before it. */
+    int hold = (h.flags & BL__PW_F_BATCH) && held_job == h.job &&
+               out.len - out.off < BL__WORKER_BATCH;
     c.job = h.job;
     c.seq = ++seq;
-    /* Results already here must not wait behind this unit. The shared
-     * page tells a loss or terminate_job that this unit started, so it is
-     * written after everything before it. */
     if (h.flags & BL__PW_F_ACK)
       put_or_die(bl__pw_put_simple(&out, BL__PW_ACK, h.job, h.chunk));
-    flush(cfg->res_fd, &out);
+    if (!hold) flush(cfg->res_fd, &out);
     atomic_store_explicit(&cfg->shm->started_seq, seq, memory_order_release);
     BL_FAULT_CRASH("worker/task/after-ack");
-    run_unit(&h, body, &c, &out);
+    int ok = run_unit(&h, body, &c, &out);
+    held_job = ok && (h.flags & BL__PW_F_BATCH) ? h.job : NO_JOB;
     done++;
     int recycle = (cfg->maxtasks && done >= cfg->maxtasks) ||
                   (cfg->max_mem_kib && bl__rss_kib() > cfg->max_mem_kib);
