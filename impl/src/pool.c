@@ -168,11 +168,14 @@ void bl__pool_fail_unit(bl_pool_t *p, struct bl__unit *u, int code,
  * to come). Blocks from 256 KiB up are mmap'd with MAP_POPULATE: one
  * system call instead of a page fault per page while results stream in. */
 static struct bl__blk *blk_new(size_t need, size_t want) {
-  enum { SMALL = 16384, MAPPED = 262144, MAX = 64u << 20 };
+  /* At most 4 MiB at a time: populating one stalls the storing thread
+   * (≈0.2 ms per MiB here), which a huge map should not feel at once. */
+  enum { SMALL = 16384, MAPPED = 262144, MAX = 4u << 20 };
   size_t cap = want < SMALL ? SMALL : want > MAX ? MAX : want;
   if (cap < need) cap = need;
   struct bl__blk *b;
   size_t total = sizeof *b + cap;
+  if (BL_FAULT("pool/result/store", ENOMEM)) return NULL;
   if (total >= MAPPED) {
     long pg = sysconf(_SC_PAGESIZE);
     size_t ps = pg > 0 ? (size_t)pg : 4096;

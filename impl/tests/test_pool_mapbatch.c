@@ -16,6 +16,11 @@
 #include "helpers.h"
 #include "pool_tasks.h"
 
+#ifdef FIU_ENABLE
+#include <fiu-control.h>
+#include <fiu.h>
+#endif
+
 /* Item i's result: len_of(i) bytes, byte k = i * 31 + k. Chunks of 16:
  * all empty, all 8 bytes, all 13 bytes, or mixed lengths. */
 static size_t len_of(int32_t i) {
@@ -54,6 +59,9 @@ static int tk_fail_or_sleep(bl_task_ctx_t *c, const void *a, size_t n) {
 
 static void setup(void) {
   t_register_pool_tasks();
+#ifdef FIU_ENABLE
+  fiu_init(0);
+#endif
   bl_register_task("blob", tk_blob);
   bl_register_task("square_or_die", tk_square_or_die);
   bl_register_task("fail_or_sleep", tk_fail_or_sleep);
@@ -283,4 +291,35 @@ Test(pool_mapbatch, terminate_job_with_held_results_is_terminated) {
   bl_error_info_clear(&e);
   bl_result_free(&r);
   bl_pool_free(&p);
+}
+
+Test(pool_mapbatch, no_memory_for_results_fails_the_map_once) {
+#ifndef FIU_ENABLE
+  cr_skip_test("fault points need -Dfault_injection=true");
+#else
+  bl_pool_t *p = t_pool(2, 1);
+  cr_assert_not_null(p);
+  enum { N = 1000 };
+  static int32_t vals[N];
+  static const void *args[N];
+  static size_t lens[N];
+  make_ints(N, vals, args, lens);
+  bl_apply_options_t ao;
+  bl_apply_options_init(&ao);
+  ao.chunksize = 10;
+  fiu_enable("pool/result/store", 1, (void *)(intptr_t)ENOMEM, FIU_ONETIME);
+  bl_result_t *r = NULL;
+  cr_expect_eq(bl_pool_map(p, "square", args, lens, N, &ao, &r, NULL), -ENOMEM);
+  fiu_disable("pool/result/store");
+  cr_expect_eq(bl_result_successful(r), 0);
+  bl_result_free(&r);
+  /* The other chunks' results were dropped; the pool serves on. */
+  cr_assert_eq(bl_pool_map(p, "square", args, lens, N, &ao, &r, NULL), 0);
+  const void *v;
+  size_t l;
+  cr_expect_eq(bl_result_item(r, N - 1, &v, &l), 0);
+  cr_expect_eq(t_int(v, l), (N - 1) * (N - 1));
+  bl_result_free(&r);
+  bl_pool_free(&p);
+#endif
 }
