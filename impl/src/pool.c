@@ -437,8 +437,9 @@ int bl__pool_on_readable(bl_pool_t *p, struct bl__worker *w) {
     int rc = BL_FAULT("pool/result/read", EIO);
     if (rc == 0 && bl__buf_reserve(&w->in, 65536)) rc = -ENOMEM;
     ssize_t n = 0;
+    size_t want = w->in.cap - w->in.len;
     if (rc == 0) {
-      n = read(w->res_fd, w->in.p + w->in.len, w->in.cap - w->in.len);
+      n = read(w->res_fd, w->in.p + w->in.len, want);
       if (n < 0) rc = -errno;
     }
     if (rc == -EINTR) continue;
@@ -447,7 +448,9 @@ int bl__pool_on_readable(bl_pool_t *p, struct bl__worker *w) {
       w->in.len += (size_t)n;
       rc = parse_frames(p, w, &handled);
       if (rc == 0) {
-        if ((size_t)n < 4096) break; /* drained: skip the EAGAIN read */
+        /* A short read emptied the pipe: skip the read that would only
+         * say EAGAIN (the epoll set is level-triggered for what follows). */
+        if ((size_t)n < want) break;
         continue;
       }
     }
