@@ -70,13 +70,15 @@ static void on_err(bl_result_t *r, const bl_error_info_t *e, void *user) {
   atomic_fetch_add(&resolved[(intptr_t)user], 1);
 }
 
-static int pool_workload(int threads) {
-  bl_register_task("sweep-echo", t_echo);
-  bl_register_task("sweep-square", t_square);
+/* method: NULL (fork) or "spawn" (workers re-exec this program, which
+ * registers the tasks from a constructor: register_early below). */
+static int pool_workload(int threads, const char *method) {
+  if (method) bl_set_executable(program_invocation_name); /* valgrind: see start_method_workload */
   bl_pool_options_t po;
   bl_pool_options_init(&po);
   po.processes = 2;
   po.threads = threads;
+  po.start_method = method;
   po.max_restart_freq_ms = 1000;
   bl_pool_t *pool = NULL;
   int rc = bl_pool_new(&pool, &po);
@@ -367,8 +369,12 @@ out:
 static int exit7(const void *arg, size_t len) {
   return len == 3 && memcmp(arg, "abc", 3) == 0 ? 7 : 1;
 }
+/* From a constructor: a spawn child (process or pool worker) re-execs
+ * this program and must know the names before its main would run. */
 __attribute__((constructor)) static void register_early(void) {
   bl_register_target("sweep-exit7", exit7);
+  bl_register_task("sweep-echo", t_echo);
+  bl_register_task("sweep-square", t_square);
 }
 
 static int start_method_workload(const char *method) {
@@ -397,6 +403,71 @@ static int start_method_workload(const char *method) {
     else note("%s child exit %d, want 7", method, code), S->bad++;
   }
   bl_process_free(&p);
+  return S->bad ? 1 : 0;
+}
+
+/* ------------------------------------------------------------ handles */
+#define NHITEMS 4
+
+static int put_items(const void *arg, size_t len) {
+  (void)arg, (void)len;
+  bl_queue_t *q = NULL;
+  if (bl_queue_attach(&q, 0) != 0) return 3;
+  int rc = 0;
+  for (int i = 0; i < NHITEMS && !rc; i++) {
+    char m[16];
+    int n = snprintf(m, sizeof m, "item-%d", i);
+    if (bl_queue_put(q, m, (size_t)n, -1) != 0) rc = 4;
+  }
+  bl_queue_free(&q);
+  return rc;
+}
+
+/* A Queue handed to a forked child by handle: the child puts, we get. */
+static int handle_workload(void) {
+  bl_register_target("sweep-put-items", put_items);
+  bl_queue_t *q = NULL;
+  int rc = bl_queue_new(&q, NULL);
+  if (rc) return error_ok(rc, "queue_new") ? 0 : 1;
+  bl_process_t *p = NULL;
+  rc = bl_process_new(&p, "sweep-put-items", NULL, 0, NULL);
+  if (rc) {
+    error_ok(rc, "process_new");
+    goto out;
+  }
+  S->jobs++;
+  rc = bl_process_add_handle(p, BL_HANDLE_QUEUE, q);
+  if (rc < 0) {
+    error_ok(rc, "add_handle");
+    goto out;
+  }
+  rc = bl_process_start(p);
+  if (rc) {
+    error_ok(rc, "start");
+    goto out;
+  }
+  int got = 0;
+  for (int i = 0; i < NHITEMS; i++) {
+    void *b = NULL;
+    size_t n;
+    char want[16];
+    int wn = snprintf(want, sizeof want, "item-%d", i);
+    if (bl_queue_get(q, &b, &n, 20000) != 0) break;
+    got += n == (size_t)wn && memcmp(b, want, n) == 0;
+    free(b);
+  }
+  if (bl_process_join(p, 20000) != 0) {
+    note("child not joined in 20 s"), S->bad++;
+    bl_process_kill(p);
+    bl_process_join(p, -1);
+  }
+  int code = -1;
+  bl_process_exitcode(p, &code);
+  if (code == 0 && got == NHITEMS) S->ok++;
+  else note("child exit %d, %d of %d items", code, got, NHITEMS), S->bad++;
+out:
+  bl_process_free(&p);
+  bl_queue_free(&q);
   return S->bad ? 1 : 0;
 }
 
@@ -433,8 +504,10 @@ static int manager_workload(void) {
 int sw_run_workload(const char *name, sw_shared_t *shared, const sw_accept_t *acc) {
   S = shared;
   ACC = acc;
-  if (strcmp(name, "pool") == 0) return pool_workload(1);
-  if (strcmp(name, "pool-step") == 0) return pool_workload(0);
+  if (strcmp(name, "pool") == 0) return pool_workload(1, NULL);
+  if (strcmp(name, "pool-step") == 0) return pool_workload(0, NULL);
+  if (strcmp(name, "pool-spawn") == 0) return pool_workload(1, "spawn");
+  if (strcmp(name, "handles") == 0) return handle_workload();
   if (strcmp(name, "process") == 0) return process_workload();
   if (strcmp(name, "queue") == 0) return queue_workload();
   if (strcmp(name, "spawn") == 0) return start_method_workload("spawn");
