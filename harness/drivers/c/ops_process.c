@@ -223,20 +223,29 @@ static json_t *data_json(const json_t *a, const void *buf, size_t len) {
   return bcd_bytes_json(buf, len);
 }
 
-static json_t *op_recv(json_t *a, bcd_err_t *e) {
+/* The connection of a receive op, once it has a message when the op gives a
+ * timeout (TimeoutError otherwise); NULL with e set on failure. */
+static bl_conn_t *conn_to_recv(json_t *a, bcd_err_t *e, const char *what) {
   bl_conn_t *c = bcd_lookup(a, "conn", BCD_CONN, e);
+  if (c == NULL || !bcd_has(a, "timeout"))
+    return c;
+  int rc = bl_conn_poll(c, bcd_timeout_ms(a, "timeout", -1));
+  if (rc < 0) {
+    conn_fail(e, rc, what);
+    return NULL;
+  }
+  if (rc == 0) {
+    bcd_fail(e, "TimeoutError", "%s: nothing in time", what);
+    e->code = "BL_ETIMEOUT";
+    return NULL;
+  }
+  return c;
+}
+
+static json_t *op_recv(json_t *a, bcd_err_t *e) {
+  bl_conn_t *c = conn_to_recv(a, e, "recv_bytes");
   if (c == NULL)
     return NULL;
-  if (bcd_has(a, "timeout")) {
-    int rc = bl_conn_poll(c, bcd_timeout_ms(a, "timeout", -1));
-    if (rc < 0)
-      return conn_fail(e, rc, "recv_bytes");
-    if (rc == 0) {
-      bcd_fail(e, "TimeoutError", "recv_bytes: nothing in time");
-      e->code = "BL_ETIMEOUT";
-      return NULL;
-    }
-  }
   double maxl = bcd_num(a, "maxlength", 0);
   void *buf;
   size_t len;
@@ -295,19 +304,9 @@ static json_t *op_send_obj(json_t *a, bcd_err_t *e) {
 }
 
 static json_t *op_recv_obj(json_t *a, bcd_err_t *e) {
-  bl_conn_t *c = bcd_lookup(a, "conn", BCD_CONN, e);
+  bl_conn_t *c = conn_to_recv(a, e, "recv");
   if (c == NULL)
     return NULL;
-  if (bcd_has(a, "timeout")) {
-    int rc = bl_conn_poll(c, bcd_timeout_ms(a, "timeout", -1));
-    if (rc < 0)
-      return conn_fail(e, rc, "recv");
-    if (rc == 0) {
-      bcd_fail(e, "TimeoutError", "recv: nothing in time");
-      e->code = "BL_ETIMEOUT";
-      return NULL;
-    }
-  }
   void *buf;
   size_t len;
   int rc = bl_conn_recv_bytes(c, &buf, &len, 0);
