@@ -70,6 +70,10 @@ void bl__job_unref(bl_result_t *r) {
     free(r->chcode);
     free(r->done_order);
     free(r->units);
+    if (r->arena) {
+      bl__arena_free(r->arena, r->ext_off, r->ext_len);
+      bl__arena_unref(r->arena);
+    }
     free(r->argoff);
     free(r->arglen);
     free(r->args);
@@ -119,6 +123,7 @@ static void resolve(bl_pool_t *p, bl_result_t *r, int code, const char *type,
   r->code = code;
   if (code) bl_error_info_set(&r->err, code, type, msg, tb);
   atomic_store_explicit(&r->ready, 1, memory_order_release);
+  if (r->mj) atomic_store_explicit(&r->mj->abort, 1, memory_order_relaxed);
   p->unresolved--;
   if (r->putslot) r->putslot = 0, p->putheld--;
   if (has_cb(r)) bl__pool_defer(p, BL__DEF_RESOLVED, r, 0, 0);
@@ -211,34 +216,213 @@ static uint8_t *chunk_store(bl_result_t *r, size_t n, size_t more) {
   return at;
 }
 
-/* A chunk's READY body whose n items all have the length of the first one
- * (l0): body[k * (4 + l0)] holds l0 for every k. Independent loads, no
- * walk. */
-static int body_uniform(const uint8_t *body, size_t blen, size_t n,
-                        uint32_t *l0) {
-  if (blen < 4) return 0;
-  memcpy(l0, body, 4);
-  size_t stride = 4 + (size_t)*l0;
-  if (*l0 > blen || blen / stride != n || blen % stride) return 0;
-  uint32_t diff = 0;
-  for (size_t k = 1; k < n; k++) {
-    uint32_t l;
-    memcpy(&l, body + k * stride, 4);
-    diff |= l ^ *l0;
-  }
-  return diff == 0;
+static size_t chunk_items(const bl_result_t *r, size_t k) {
+  size_t first = k * r->chunksize;
+  return r->nitems - first < r->chunksize ? r->nitems - first : r->chunksize;
 }
 
-/* The items of a uniform body, packed without their prefixes. */
-static void body_pack(uint8_t *dst, const uint8_t *body, size_t n, uint32_t l0) {
-  const uint8_t *src = body + 4;
-  size_t stride = 4 + (size_t)l0;
-  if (l0 == 8) { /* the usual 8-byte item: fixed-size copies, no calls */
-    for (size_t k = 0; k < n; k++) memcpy(dst + 8 * k, src + 12 * k, 8);
-  } else if (l0 == 4) {
-    for (size_t k = 0; k < n; k++) memcpy(dst + 4 * k, src + 8 * k, 4);
-  } else if (l0) {
-    for (size_t k = 0; k < n; k++) memcpy(dst + k * l0, src + k * stride, l0);
+/* The offsets of n length-prefixed items that fill buf[0, len) exactly:
+ * 0, BL_EPROTOCOL or -ENOMEM. */
+static int item_offsets(const uint8_t *buf, size_t len, size_t n,
+                        uint32_t **out) {
+  uint32_t *off = malloc((n ? n : 1) * sizeof *off);
+  if (!off) return -ENOMEM;
+  size_t cur = 0;
+  for (size_t i = 0; i < n; i++) {
+    const uint8_t *it;
+    size_t l;
+    off[i] = (uint32_t)cur;
+    if (bl__pw_next_item(buf, len, &cur, &it, &l)) {
+      free(off);
+      return BL_EPROTOCOL;
+    }
+  }
+  if (cur != len) {
+    free(off);
+    return BL_EPROTOCOL;
+  }
+  *out = off;
+  return 0;
+}
+
+/* Chunk k's READY body into r's result blocks: one copy. Items of equal
+ * length are packed (no prefixes, found by stride); otherwise the body is
+ * kept as it is, with an offset table. 0 or an error code. Lock held. */
+static int store_chunk(bl_result_t *r, uint32_t k, const bl__pw_hdr_t *h,
+                       const uint8_t *body) {
+  size_t n = chunk_items(r, k);
+  size_t more = r->nchunks > r->ndone ? r->nchunks - r->ndone : 1;
+  if (h->nitems != n) return BL_EPROTOCOL;
+  uint32_t l0 = 0, *off = NULL;
+  uint8_t *copy;
+  if (bl__pw_body_uniform(body, h->len, n, &l0)) {
+    if (!(copy = chunk_store(r, n * l0, more))) return -ENOMEM;
+    bl__pw_body_pack(copy, body, n, l0);
+  } else {
+    int rc = item_offsets(body, h->len, n, &off);
+    if (rc) return rc;
+    if (!(copy = chunk_store(r, h->len, more))) {
+      free(off);
+      return -ENOMEM;
+    }
+    memcpy(copy, body, h->len);
+  }
+  r->chunks[k] = (struct bl__chunk){copy, off, l0};
+  return 0;
+}
+
+/* ---------------------------------------------------- shared map path */
+
+/* Another join of shared job r: a unit that, sent to a worker, makes it
+ * claim r's chunks. front: ahead of the queue (it replaces one that left
+ * early, in r's place). Lock held. */
+static int shared_join(bl_pool_t *p, bl_result_t *r, int front) {
+  if (r->nunits == r->capunits) return -1;
+  struct bl__unit *u = &r->units[r->nunits];
+  *u = (struct bl__unit){.job = r, .chunk = (uint32_t)r->nunits,
+                         .state = BL__U_QUEUED};
+  r->nunits++;
+  r->units_open++;
+  if (front) {
+    bl__pool_requeue_front(p, u, u, 1);
+  } else {
+    if (p->q_tail) p->q_tail->next = u;
+    else p->q_head = u;
+    p->q_tail = u;
+    p->qlen++;
+  }
+  return 0;
+}
+
+/* Every chunk of r has run: point its results at the arena (the workers
+ * wrote them there), except those that came through a pipe. 0 or
+ * BL_EPROTOCOL / -ENOMEM. */
+static int shared_finish(bl_result_t *r) {
+  struct bl__mjob *mj = r->mj;
+  uint8_t *head = (uint8_t *)mj;
+  struct bl__mchunk *cd = (struct bl__mchunk *)(void *)(head + mj->cdesc);
+  for (size_t k = 0; k < r->nchunks; k++) {
+    if (r->chunks[k].buf) continue; /* it came through the pipe */
+    size_t n = chunk_items(r, k);
+    if (!atomic_load_explicit(&cd[k].state, memory_order_acquire) ||
+        cd[k].off > r->ext_len || cd[k].len > r->ext_len - cd[k].off)
+      return BL_EPROTOCOL;
+    uint32_t *off = NULL;
+    if (cd[k].stride == BL__MJ_PREFIXED) {
+      int rc = item_offsets(head + cd[k].off, cd[k].len, n, &off);
+      if (rc) return rc;
+    } else if ((uint64_t)cd[k].stride * n != cd[k].len) {
+      return BL_EPROTOCOL;
+    }
+    r->chunks[k] = (struct bl__chunk){head + cd[k].off, off, cd[k].stride};
+  }
+  return 0;
+}
+
+/* DONE: w left shared job r after h->nitems chunks. Lock held. */
+static void shared_done(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u,
+                        const bl__pw_hdr_t *h) {
+  bl_result_t *r = u->job;
+  if (h->nitems > 1) w->nsent += h->nitems - 1; /* maxtasksperchild: chunks */
+  if (atomic_load_explicit(&r->ready, memory_order_relaxed)) return;
+  if (h->nitems > r->nchunks - r->ndone) {
+    resolve(p, r, BL_EPROTOCOL, NULL, "bad DONE frame", NULL);
+    return;
+  }
+  r->ndone += h->nitems;
+  if (r->ndone == r->nchunks) {
+    int rc = shared_finish(r);
+    resolve(p, r, rc, NULL, rc ? "bad shared map result" : NULL, NULL);
+    return;
+  }
+  /* It left with chunks unclaimed (maxtasksperchild, memory): another
+   * worker joins in its place. */
+  if (atomic_load(&r->mj->next) < r->nchunks && shared_join(p, r, 1) != 0)
+    resolve(p, r, BL_EPROTOCOL, NULL, "no join left for a shared map", NULL);
+}
+
+/* Gather r's arguments into an extent of the arena, with the job's head,
+ * chunk table and result area: packed when every item has the first one's
+ * length, else length-prefixed. 0; 1: no room (use the pipes); or an
+ * argument error (-EINVAL, -EMSGSIZE). */
+static int shared_gather(bl_pool_t *p, bl_result_t *r, const void *const *args,
+                         const size_t *lens) {
+  size_t n = r->nitems, nc = r->nchunks, l0 = lens[0], lim = bl__arena_size(p->arena) / 4;
+  /* Sized for the usual case, every item as long as the first, which the
+   * copy itself checks; otherwise measured and copied with prefixes. */
+  if (l0 > BL__PW_MAX_BODY || (l0 && n > lim / l0)) return 1;
+  int uniform = 1;
+  size_t total = n * l0;
+  for (;;) {
+    if (n > lim / 16 || total > lim) return 1;
+    size_t argb = uniform ? total : total + 4 * n;
+    size_t choffb = uniform ? 0 : (nc + 1) * sizeof(uint64_t);
+    size_t rcap = n * 16 > argb ? n * 16 : argb;
+    if (rcap < 65536) rcap = 65536;
+#define A64(x) (((x) + 63) & ~(size_t)63)
+    size_t o_cd = A64(sizeof(struct bl__mjob));
+    size_t o_choff = A64(o_cd + nc * sizeof(struct bl__mchunk));
+    size_t o_args = A64(o_choff + choffb), o_res = A64(o_args + argb);
+#undef A64
+    size_t len = o_res + rcap, off;
+    if (bl__arena_alloc(p->arena, len, &off) != 0) return 1;
+    uint8_t *head = bl__arena_base(p->arena) + off, *dst = head + o_args;
+    /* Fault the arguments' pages in at once: far cheaper than one by one
+     * (results mostly go over them, see worker.c store_shared). */
+    madvise(head, o_res, 23 /* MADV_POPULATE_WRITE, Linux 5.14 */);
+    size_t i = 0;
+    if (uniform) {
+      const size_t *ln = lens;
+      if (l0 == 8) {
+        for (; i < n && ln[i] == 8 && args[i]; i++) memcpy(dst + 8 * i, args[i], 8);
+      } else {
+        for (; i < n && ln[i] == l0 && (args[i] || !l0); i++)
+          if (l0) memcpy(dst + l0 * i, args[i], l0);
+      }
+    } else {
+      uint64_t *choff = (uint64_t *)(void *)(head + o_choff);
+      size_t at = 0;
+      for (; i < n; i++) {
+        if (i % r->chunksize == 0) choff[i / r->chunksize] = at;
+        uint32_t l = (uint32_t)lens[i];
+        memcpy(dst + at, &l, 4);
+        if (l) memcpy(dst + at + 4, args[i], l);
+        at += 4 + (size_t)l;
+      }
+      choff[nc] = at;
+    }
+    if (i < n) { /* unequal lengths (or a NULL argument): check, measure */
+      bl__arena_free(p->arena, off, len);
+      total = 0;
+      for (i = 0; i < n; i++) { /* as copy_args checks */
+        if (!args[i] && lens[i]) return -EINVAL;
+        if (lens[i] > BL__PW_MAX_BODY || total + lens[i] > SIZE_MAX / 4) return -EMSGSIZE;
+        total += lens[i];
+      }
+      uniform = 0;
+      continue;
+    }
+    struct bl__mjob *mj = (struct bl__mjob *)(void *)head;
+    atomic_init(&mj->next, 0);
+    atomic_init(&mj->rused, 0);
+    atomic_init(&mj->abort, 0);
+    mj->nchunks = (uint32_t)nc;
+    mj->astride = uniform ? (uint32_t)l0 : BL__MJ_PREFIXED;
+    mj->nitems = n;
+    mj->chunksize = r->chunksize;
+    mj->cdesc = o_cd;
+    mj->choff = o_choff;
+    mj->args = o_args;
+    mj->res = o_res;
+    mj->rcap = rcap;
+    /* A reused extent holds an earlier job's chunk states. */
+    memset(head + o_cd, 0, nc * sizeof(struct bl__mchunk));
+    bl__arena_ref(p->arena);
+    r->arena = p->arena;
+    r->ext_off = off;
+    r->ext_len = len;
+    r->mj = mj;
+    return 0;
   }
 }
 
@@ -291,40 +475,11 @@ static void on_outcome(bl_pool_t *p, struct bl__unit *u, const bl__pw_hdr_t *h,
     resolve(p, r, 0, NULL, NULL, NULL);
     return;
   }
-  /* map/imap chunk: one copy. Items of equal length are packed (no
-   * prefixes, found by stride); otherwise the body is kept as it is, with
-   * an offset table. */
-  size_t first = (size_t)u->chunk * r->chunksize;
-  size_t n = r->nitems - first < r->chunksize ? r->nitems - first : r->chunksize;
-  size_t more = r->nchunks > r->ndone ? r->nchunks - r->ndone : 1;
-  int bad = h->nitems == n ? 0 : BL_EPROTOCOL;
-  uint32_t l0 = 0, *off = NULL;
-  uint8_t *copy = NULL;
-  if (!bad && body_uniform(body, h->len, n, &l0)) {
-    if (!(copy = chunk_store(r, n * l0, more))) bad = -ENOMEM;
-    else body_pack(copy, body, n, l0);
-  } else if (!bad) {
-    size_t cur = 0;
-    for (size_t i = 0; !bad && i < n; i++) {
-      const uint8_t *it;
-      size_t len;
-      if (bl__pw_next_item(body, h->len, &cur, &it, &len)) bad = BL_EPROTOCOL;
-    }
-    if (!bad && !(copy = chunk_store(r, h->len, more))) bad = -ENOMEM;
-    if (!bad && !(off = malloc(n * sizeof *off))) bad = -ENOMEM;
-    if (!bad) memcpy(copy, body, h->len);
-    for (size_t i = 0, o = 0; off && i < n; i++) {
-      uint32_t l;
-      off[i] = (uint32_t)o;
-      memcpy(&l, copy + o, 4);
-      o += 4 + (size_t)l;
-    }
-  }
+  int bad = store_chunk(r, u->chunk, h, body);
   if (bad) {
     bl__pool_fail_unit(p, u, bad, NULL, NULL);
     return;
   }
-  r->chunks[u->chunk] = (struct bl__chunk){copy, off, l0};
   if (r->kind == BL__JOB_MAP) {
     if (++r->ndone == r->nchunks) resolve(p, r, 0, NULL, NULL, NULL);
   } else {
@@ -344,7 +499,8 @@ static void on_ack(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
    * same few workers (a seq_cst store is a full barrier per chunk). */
   if (atomic_load_explicit(&r->pid, memory_order_relaxed) != (int)w->pid)
     atomic_store_explicit(&r->pid, (int)w->pid, memory_order_release);
-  if (++r->nacked >= r->nchunks) atomic_store(&r->accepted, 1);
+  if (r->mj ? atomic_load(&r->mj->next) >= r->nchunks : ++r->nacked >= r->nchunks)
+    atomic_store(&r->accepted, 1);
   if (r->ao.accept_callback && !u->cancelled)
     bl__pool_defer(p, BL__DEF_ACCEPT, r, w->pid, 0);
   if (r->soft_ms || r->hard_ms) {
@@ -398,9 +554,15 @@ static int parse_frames(bl_pool_t *p, struct bl__worker *w, int *handled) {
      * taken from the shared page), then READY/FAIL; without one, the
      * outcome itself says the unit ran. */
     int ack = h.type == BL__PW_ACK;
-    if (fl < 0 || !u || u->job->id != h.job || u->chunk != h.chunk ||
-        (ack ? !u->ackf || (u->state != BL__U_SENT && !u->early)
-             : u->state == BL__U_SENT && u->ackf)) {
+    /* A join of a shared map: READY (F_SHM) for chunks that did not fit
+     * its result area, then DONE or FAIL. */
+    int shared = fl > 0 && u && u->job->mj;
+    int inl = shared && h.type == BL__PW_READY;
+    if (fl < 0 || !u || u->job->id != h.job ||
+        (shared ? ack || (inl && (!(h.flags & BL__PW_F_SHM) || h.chunk >= u->job->nchunks))
+                : u->chunk != h.chunk || h.type == BL__PW_DONE ||
+                  (ack ? !u->ackf || (u->state != BL__U_SENT && !u->early)
+                       : u->state == BL__U_SENT && u->ackf))) {
       rc = BL_EPROTOCOL;
       break;
     }
@@ -413,6 +575,14 @@ static int parse_frames(bl_pool_t *p, struct bl__worker *w, int *handled) {
       else u->early = 0;
       continue;
     }
+    if (inl) {
+      bl_result_t *r = u->job;
+      int bad = atomic_load_explicit(&r->ready, memory_order_relaxed) ||
+                u->cancelled || r->chunks[h.chunk].buf ? 0
+                : store_chunk(r, h.chunk, &h, body);
+      if (bad) resolve(p, r, bad, NULL, NULL, NULL);
+      continue;
+    }
     w->if_head = u->next;
     if (!w->if_head) w->if_tail = NULL;
     w->nif--;
@@ -423,7 +593,8 @@ static int parse_frames(bl_pool_t *p, struct bl__worker *w, int *handled) {
       drop = w->running_resolved; /* late: already failed by the limit */
       w->running_resolved = 0;
     }
-    if (!drop && !u->cancelled) on_outcome(p, u, &h, body);
+    if (h.type == BL__PW_DONE) shared_done(p, w, u, &h);
+    else if (!drop && !u->cancelled) on_outcome(p, u, &h, body);
     if (w->term_unit == u) w->term_unit = NULL;
     bl__pool_unit_done(p, u);
   }
@@ -532,7 +703,8 @@ static int send_unit(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
   size_t i0 = (size_t)u->chunk * r->chunksize;
   size_t n = r->nitems - i0 < r->chunksize ? r->nitems - i0 : r->chunksize;
   size_t at = w->out.len;
-  int rc = r->argv ? bl__pw_put_task_v(&w->out, r->id, u->chunk, i0, r->task,
+  int rc = r->mj ? bl__pw_put_join(&w->out, r->id, u->chunk, r->ext_off, r->task)
+         : r->argv ? bl__pw_put_task_v(&w->out, r->id, u->chunk, i0, r->task,
                                        r->argv, r->argvlen, i0, (uint32_t)n)
                    : bl__pw_put_task(&w->out, r->id, u->chunk, i0, r->task,
                                      r->args, r->argoff, r->arglen, i0,
@@ -540,7 +712,7 @@ static int send_unit(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
   if (rc) return rc;
   u->ackf = r->ao.accept_callback || r->soft_ms || r->hard_ms;
   if (u->ackf) w->out.p[at + offsetof(bl__pw_hdr_t, flags)] = BL__PW_F_ACK;
-  else if (r->kind == BL__JOB_MAP)
+  else if (r->kind == BL__JOB_MAP && !r->mj)
     w->out.p[at + offsetof(bl__pw_hdr_t, flags)] = BL__PW_F_BATCH;
   u->state = BL__U_SENT;
   u->early = 0;
@@ -569,8 +741,11 @@ static struct bl__unit *pop_queue(bl_pool_t *p) {
     if (!p->q_head) p->q_tail = NULL;
     p->qlen--;
     u->next = NULL;
-    if (!u->cancelled && !atomic_load_explicit(&u->job->ready,
-                                               memory_order_relaxed))
+    bl_result_t *r = u->job;
+    /* A join of a shared map whose chunks are all claimed has nothing to
+     * do (those who claimed them are still in, or the job failed). */
+    if (!u->cancelled && !atomic_load_explicit(&r->ready, memory_order_relaxed) &&
+        !(r->mj && atomic_load(&r->mj->next) >= r->nchunks))
       return u;
     /* terminate_job'd, or its map already failed: nothing to run. */
     testcase(u->cancelled);
@@ -725,6 +900,12 @@ static void putslot_take(bl_pool_t *p, bl_result_t *r) {
  * r's first). Lock held. */
 static void queue_job(bl_pool_t *p, bl_result_t *r) {
   p->unresolved++;
+  if (r->mj) { /* shared map: one join per worker */
+    size_t joins = p->target < r->nchunks ? p->target : r->nchunks;
+    for (size_t i = 0; i < (joins ? joins : 1); i++) shared_join(p, r, 0);
+    return;
+  }
+  r->nunits = r->nchunks;
   r->units_open = r->nchunks;
   for (size_t c = 0; c < r->nchunks; c++) {
     struct bl__unit *u = &r->units[c];
@@ -899,10 +1080,22 @@ static int submit_many(bl_pool_t *p, int kind, const char *task,
   r->chunksize = cs;
   r->nitems = n;
   r->nchunks = (n + cs - 1) / cs;
-  int rc = copy_args(r, args, lens, n, borrow);
+  int rc = r->nchunks > UINT32_MAX ? -E2BIG : 0;
+  /* The shared map path: fork workers, and nothing that needs a unit per
+   * chunk (a limit, an accept callback). Else, or without room, pipes. */
+  if (rc == 0 && p->arena && kind == BL__JOB_MAP && n && !r->soft_ms &&
+      !r->hard_ms && !r->ao.accept_callback)
+    rc = shared_gather(p, r, args, lens);
+  if (rc >= 0 && !r->mj) rc = copy_args(r, args, lens, n, borrow);
   size_t nc = r->nchunks ? r->nchunks : 1;
+  if (r->mj) {
+    size_t extra = p->target + 16 < nc ? p->target + 16 : nc;
+    r->capunits = nc + extra;
+  } else {
+    r->capunits = nc;
+  }
   if (rc == 0) {
-    r->units = calloc(nc, sizeof *r->units);
+    r->units = calloc(r->capunits, sizeof *r->units);
     r->chunks = calloc(nc, sizeof *r->chunks);
     if (kind != BL__JOB_MAP) r->chcode = calloc(nc, sizeof *r->chcode);
     if (kind == BL__JOB_IMAPU) r->done_order = calloc(nc, sizeof *r->done_order);
@@ -911,7 +1104,6 @@ static int submit_many(bl_pool_t *p, int kind, const char *task,
         (kind == BL__JOB_IMAPU && !r->done_order))
       rc = -ENOMEM;
   }
-  if (r->nchunks > UINT32_MAX) rc = -E2BIG;
   if (rc) {
     bl__job_unref(r);
     return rc;
@@ -1121,6 +1313,9 @@ static void catch_up_pending(const bl_result_t *cr) {
 BL_API int bl_result_accepted(const bl_result_t *r) {
   if (!r) return 0;
   catch_up_pending(r);
+  /* A shared map job: every chunk claimed (it starts right away). */
+  if (r->mj && !atomic_load(&r->accepted) && atomic_load(&r->mj->next) >= r->nchunks)
+    atomic_store(&((bl_result_t *)r)->accepted, 1);
   return atomic_load(&((bl_result_t *)r)->accepted);
 }
 
@@ -1428,7 +1623,7 @@ BL_API int bl_pool_terminate_job(bl_pool_t *pool, bl_result_t *r, int sig) {
   if (!atomic_load(&r->ready)) {
     char msg[16];
     snprintf(msg, sizeof msg, "%d", sig);
-    for (size_t c = 0; c < r->nchunks; c++) {
+    for (size_t c = 0; c < r->nunits; c++) {
       struct bl__unit *u = &r->units[c];
       if (u->state == BL__U_QUEUED || u->state == BL__U_SENT) {
         /* Not started. A unit already in a worker's pipe still runs there
@@ -1644,6 +1839,10 @@ BL_API int bl_pool_new(bl_pool_t **out, const bl_pool_options_t *o) {
   pthread_cond_init(&p->cv, &ca);
   pthread_condattr_destroy(&ca);
   pthread_mutex_init(&p->mu, NULL);
+  /* Made before the first fork so that every worker inherits it; without
+   * one (no memory), maps go through the pipes. */
+  if (method == BL__M_FORK && bl__arena_new(&p->arena, BL__ARENA_SIZE) != 0)
+    p->arena = NULL;
   int rc = (o->initializer && !p->initializer) || (o->initarg_len && !p->initarg)
                ? -ENOMEM
                : bl__sv_init(p);
@@ -1701,6 +1900,7 @@ BL_API void bl_pool_free(bl_pool_t **pool) {
   free(p->initializer);
   free(p->initarg);
   bl_error_info_clear(&p->broken);
+  bl__arena_unref(p->arena); /* results still held keep it mapped */
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->mu);
   free(p);

@@ -13,6 +13,7 @@
 
 #include <billiard/pool.h>
 
+#include "arena.h"
 #include "poolwire.h"
 #include "restart.h"
 #include "timelimits.h"
@@ -48,6 +49,28 @@ struct bl__chunk {
   uint8_t *buf;
   uint32_t *off;
   uint32_t stride;
+};
+
+/* The head of a shared map job's extent in the pool's arena (arena.h),
+ * read and written by the workers, so offsets (from the head), no
+ * pointers. Arguments: packed (item i at args + i * astride) when all have
+ * one length, else with 4-byte length prefixes, chunk k's from
+ * args + choff[k]. Chunk k's results: cdesc[k], in the result area. The
+ * counters sit on their own cache lines (both workers hit them). */
+#define BL__MJ_PREFIXED UINT32_MAX
+struct bl__mjob {
+  _Alignas(64) atomic_uint next;            /* next chunk to claim */
+  _Alignas(64) atomic_uint_fast64_t rused;  /* result bytes handed out */
+  _Alignas(64) atomic_uint abort;           /* the job ended: claim no more */
+  uint32_t nchunks, astride;
+  uint64_t nitems, chunksize;
+  uint64_t args, choff, cdesc, res, rcap;
+};
+struct bl__mchunk {
+  uint64_t off, len;  /* from the head: over its arguments, or in the
+                       * result area */
+  uint32_t stride;    /* packed item length, or BL__MJ_PREFIXED */
+  atomic_uint state;  /* 1 once stored (release) */
 };
 
 /* What a job keeps of its bl_apply_options_t (the limits are in soft_ms /
@@ -88,6 +111,11 @@ struct bl_result {
   const size_t *argvlen;
   size_t nitems, chunksize, nchunks;
   struct bl__unit *units;
+  size_t nunits, capunits;    /* units handed out (shared map: joins) */
+  /* shared map path: the job's extent in the pool's arena (a reference) */
+  bl__arena_t *arena;
+  size_t ext_off, ext_len;
+  struct bl__mjob *mj;
   size_t units_open;          /* units not DONE; the pool's reference */
   size_t nacked, ndone;
   /* outputs */
@@ -174,6 +202,7 @@ struct bl__defer {
 
 struct bl_pool {
   pthread_mutex_t mu;
+  bl__arena_t *arena;         /* fork workers: the shared map path */
   pthread_cond_t cv;
   bl_pool_options_t o;
   int method;                 /* BL__M_* of startmethod.h */
@@ -269,6 +298,8 @@ size_t bl__sv_live(const bl_pool_t *p);
 struct bl__worker_cfg {
   int task_fd, res_fd;
   struct bl__wshm *shm;
+  uint8_t *arena;             /* the pool's arena (NULL: none) */
+  size_t arena_size;
   const char *initializer;
   const void *initarg;
   size_t initarg_len;

@@ -120,6 +120,37 @@ int bl__pw_put_simple(bl__buf_t *b, uint8_t type, uint64_t job, uint32_t chunk) 
   return put_hdr(b, type, job, chunk, &at);
 }
 
+int bl__pw_put_join(bl__buf_t *b, uint64_t job, uint32_t unit, uint64_t head,
+                    const char *name) {
+  size_t nl = strlen(name);
+  bl__pw_hdr_t h = {.len = (uint32_t)nl, .type = BL__PW_TASK,
+                    .flags = BL__PW_F_SHM, .namelen = (uint16_t)nl,
+                    .chunk = unit, .job = job, .first = head};
+  int rc = bl__buf_reserve(b, sizeof h + nl);
+  if (rc) return rc;
+  memcpy(b->p + b->len, &h, sizeof h);
+  memcpy(b->p + b->len + sizeof h, name, nl);
+  b->len += sizeof h + nl;
+  return 0;
+}
+
+int bl__pw_put_done(bl__buf_t *b, uint64_t job, uint32_t n) {
+  bl__pw_hdr_t h = {.type = BL__PW_DONE, .nitems = n, .job = job};
+  return bl__buf_append(b, &h, sizeof h);
+}
+
+void bl__pw_body_pack(uint8_t *dst, const uint8_t *body, size_t n, uint32_t l0) {
+  const uint8_t *src = body + 4;
+  size_t stride = 4 + (size_t)l0;
+  if (l0 == 8) { /* the usual 8-byte item: fixed-size copies, no calls */
+    for (size_t k = 0; k < n; k++) memcpy(dst + 8 * k, src + 12 * k, 8);
+  } else if (l0 == 4) {
+    for (size_t k = 0; k < n; k++) memcpy(dst + 4 * k, src + 8 * k, 4);
+  } else if (l0) {
+    for (size_t k = 0; k < n; k++) memcpy(dst + k * l0, src + k * stride, l0);
+  }
+}
+
 int bl__pw_ready_begin(bl__buf_t *b, uint64_t job, uint32_t chunk, size_t *at) {
   return put_hdr(b, BL__PW_READY, job, chunk, at);
 }
@@ -171,7 +202,7 @@ int bl__pw_put_fail(bl__buf_t *b, uint64_t job, uint32_t chunk, int code,
 long bl__pw_peek(const uint8_t *p, size_t avail, bl__pw_hdr_t *h) {
   if (avail < sizeof *h) return 0;
   memcpy(h, p, sizeof *h);
-  if (h->len > BL__PW_MAX_BODY || h->type < BL__PW_TASK || h->type > BL__PW_FAIL)
+  if (h->len > BL__PW_MAX_BODY || h->type < BL__PW_TASK || h->type > BL__PW_DONE)
     return BL_EPROTOCOL;
   if (h->type == BL__PW_TASK && h->namelen > h->len) return BL_EPROTOCOL;
   if (avail - sizeof *h < h->len) return 0;

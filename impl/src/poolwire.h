@@ -6,7 +6,11 @@
  *   parent -> worker: TASK (job, chunk, first item index, task name, items),
  *                     STOP (finish what you have, then exit 0)
  *   worker -> parent: ACK (started job/chunk), READY (n result items),
- *                     FAIL (code, type, message, traceback) */
+ *                     FAIL (code, type, message, traceback),
+ *                     DONE (left a shared map job after n chunks)
+ * A shared map job (BL__PW_F_SHM, docs/pool.md "Shared map path") moves
+ * its items through the pool's arena instead: its TASK only names the job's
+ * head there, and the worker claims chunks from it until none is left. */
 #ifndef BL_POOLWIRE_H
 #define BL_POOLWIRE_H
 
@@ -16,7 +20,8 @@
 
 #include <billiard/errors.h>
 
-enum { BL__PW_TASK = 1, BL__PW_STOP, BL__PW_ACK, BL__PW_READY, BL__PW_FAIL };
+enum { BL__PW_TASK = 1, BL__PW_STOP, BL__PW_ACK, BL__PW_READY, BL__PW_FAIL,
+       BL__PW_DONE };
 
 typedef struct bl__pw_hdr {
   uint32_t len;      /* body bytes after this header */
@@ -42,6 +47,12 @@ typedef struct bl__pw_hdr {
  * batch, not per chunk). The worker still flushes before it blocks, at a
  * size threshold, before a recycle, and a FAIL at once. */
 #define BL__PW_F_BATCH 2u
+/* TASK flag: join a shared map job whose head is at arena offset `first`
+ * (nitems 0, the body is the task name). The worker answers with DONE
+ * (nitems = chunks it ran), or FAIL for the chunk that failed; before that,
+ * READY frames with this flag carry chunks whose results did not fit in
+ * the job's result area. */
+#define BL__PW_F_SHM 4u
 
 /* A growable byte buffer; data is p[off, len). */
 typedef struct bl__buf {
@@ -64,6 +75,11 @@ int bl__pw_put_task_v(bl__buf_t *b, uint64_t job, uint32_t chunk,
                       const void *const *args, const size_t *lens, size_t i0,
                       uint32_t n);
 int bl__pw_put_simple(bl__buf_t *b, uint8_t type, uint64_t job, uint32_t chunk);
+/* TASK with BL__PW_F_SHM: join the shared map job whose head is at `head`. */
+int bl__pw_put_join(bl__buf_t *b, uint64_t job, uint32_t unit, uint64_t head,
+                    const char *name);
+/* DONE: left shared job `job` after running n chunks. */
+int bl__pw_put_done(bl__buf_t *b, uint64_t job, uint32_t n);
 /* READY built incrementally: begin, add items, end (patches the header). */
 int bl__pw_ready_begin(bl__buf_t *b, uint64_t job, uint32_t chunk, size_t *at);
 int bl__pw_ready_item(bl__buf_t *b, size_t at, const void *d, size_t n);
@@ -104,6 +120,24 @@ static inline int bl__pw_next_item(const uint8_t *body, size_t blen,
   *cursor += 4 + (size_t)l;
   return 0;
 }
+/* A READY body of n items that all have the first one's length (*l0):
+ * body[k * (4 + l0)] holds l0 for every k. Independent loads, no walk. */
+static inline int bl__pw_body_uniform(const uint8_t *body, size_t blen,
+                                      size_t n, uint32_t *l0) {
+  if (blen < 4) return 0;
+  memcpy(l0, body, 4);
+  size_t stride = 4 + (size_t)*l0;
+  if (*l0 > blen || blen / stride != n || blen % stride) return 0;
+  uint32_t diff = 0;
+  for (size_t k = 1; k < n; k++) {
+    uint32_t l;
+    memcpy(&l, body + k * stride, 4);
+    diff |= l ^ *l0;
+  }
+  return diff == 0;
+}
+/* The items of a uniform body, packed without their prefixes. */
+void bl__pw_body_pack(uint8_t *dst, const uint8_t *body, size_t n, uint32_t l0);
 /* Decode a FAIL body; strings point into body (not NUL-terminated: lengths). */
 typedef struct bl__pw_fail {
   int code;

@@ -303,6 +303,8 @@ int bl__sv_spawn(bl_pool_t *p) {
     bl__close(&p->cwake);
     struct bl__worker_cfg cfg = {
         .task_fd = tp[0], .res_fd = rp[1], .shm = w->shm,
+        .arena = p->arena ? bl__arena_base(p->arena) : NULL,
+        .arena_size = p->arena ? bl__arena_size(p->arena) : 0,
         .initializer = p->o.initializer, .initarg = p->o.initarg,
         .initarg_len = p->o.initarg_len, .maxtasks = p->o.maxtasksperchild,
         .max_mem_kib = p->o.max_memory_per_child_kib,

@@ -10,6 +10,7 @@
  * pending. Signals: SIGUSR1 (soft limit) only sets a flag that tasks observe;
  * SIGINT is ignored; SIGTERM and the rest keep their default action. */
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -182,30 +183,44 @@ static void flush(int fd, bl__buf_t *out) {
   out->off = out->len = 0;
 }
 
-/* Run one TASK frame's items; append READY (returns 1) or FAIL (0) to out. */
-static int run_unit(const bl__pw_hdr_t *h, const uint8_t *body,
+/* Where a unit's arguments are: a TASK body (4-byte length prefixes from
+ * cur), or a shared job's packed array (stride bytes each). */
+struct items {
+  const uint8_t *p;
+  size_t len, cur;
+  uint32_t stride; /* BL__MJ_PREFIXED: prefixed */
+};
+
+static int next_item(struct items *s, const uint8_t **arg, size_t *alen) {
+  if (s->stride == BL__MJ_PREFIXED)
+    return bl__pw_next_item(s->p, s->len, &s->cur, arg, alen);
+  *arg = s->p + s->cur;
+  *alen = s->stride;
+  s->cur += s->stride;
+  return 0;
+}
+
+static int find_task(const char *name, size_t len, bl_task_fn *fn,
+                     char buf[BL_TASK_NAME_MAX + 1]) {
+  size_t nl = len > BL_TASK_NAME_MAX ? BL_TASK_NAME_MAX : len;
+  memcpy(buf, name, nl);
+  buf[nl] = 0;
+  return bl_lookup_task(buf, fn);
+}
+
+/* Run n items of job/chunk; append READY (returns 1) or FAIL (0) to out.
+ * limited: the unit has a time limit (look for a soft limit per item). */
+static int run_items(bl_task_fn fn, uint64_t job, uint32_t chunk,
+                     uint64_t first, uint32_t n, int limited, struct items *s,
                      bl_task_ctx_t *c, bl__buf_t *out) {
-  char name[BL_TASK_NAME_MAX + 1];
-  size_t nl = h->namelen > BL_TASK_NAME_MAX ? BL_TASK_NAME_MAX : h->namelen;
-  memcpy(name, body, nl);
-  name[nl] = 0;
-  bl_task_fn fn;
-  if (bl_lookup_task(name, &fn) != 0) {
-    put_or_die(bl__pw_put_fail(out, h->job, h->chunk, BL_ENOTFOUND,
-                               "LookupError", name, NULL));
-    return 0;
-  }
-  /* The parent signals a soft limit only for units sent with F_ACK
-   * (poolwire.h): for the others the per-item check is skipped. */
-  int limited = (h->flags & BL__PW_F_ACK) != 0;
-  size_t at, cur = h->namelen, mark = out->len;
-  put_or_die(bl__pw_ready_begin(out, h->job, h->chunk, &at));
-  for (uint32_t i = 0; i < h->nitems; i++) {
+  size_t at, mark = out->len;
+  put_or_die(bl__pw_ready_begin(out, job, chunk, &at));
+  for (uint32_t i = 0; i < n; i++) {
     const uint8_t *arg;
     size_t alen;
-    if (bl__pw_next_item(body, h->len, &cur, &arg, &alen)) leave(1);
+    if (next_item(s, &arg, &alen)) leave(1);
     ctx_reset(c);
-    c->index = (size_t)h->first + i;
+    c->index = (size_t)first + i;
     c->out = out;
     c->at = at;
     int rc = fn(c, arg, alen);
@@ -218,15 +233,117 @@ static int run_unit(const bl__pw_hdr_t *h, const uint8_t *body,
       const char *type = c->failed ? c->ftype : bl_err_exception(code);
       const char *msg = c->failed ? c->fmsg : NULL;
       if (code == BL_ESOFTTIMELIMIT) type = "SoftTimeLimitExceeded";
-      put_or_die(bl__pw_put_fail(out, h->job, h->chunk, code, type, msg,
+      put_or_die(bl__pw_put_fail(out, job, chunk, code, type, msg,
                                  c->failed ? c->ftb : NULL));
       return 0;
     }
     if (c->direct) bl__pw_ready_commit(out, c->rlen);
     else put_or_die(bl__pw_ready_item(out, at, c->ret.p, c->has_ret ? c->ret.len : 0));
   }
-  bl__pw_ready_end(out, at, h->nitems);
+  bl__pw_ready_end(out, at, n);
   return 1;
+}
+
+/* Run one TASK frame's items; append READY (returns 1) or FAIL (0) to out. */
+static int run_unit(const bl__pw_hdr_t *h, const uint8_t *body,
+                    bl_task_ctx_t *c, bl__buf_t *out) {
+  char name[BL_TASK_NAME_MAX + 1];
+  bl_task_fn fn;
+  if (find_task((const char *)body, h->namelen, &fn, name) != 0) {
+    put_or_die(bl__pw_put_fail(out, h->job, h->chunk, BL_ENOTFOUND,
+                               "LookupError", name, NULL));
+    return 0;
+  }
+  /* The parent signals a soft limit only for units sent with F_ACK
+   * (poolwire.h): for the others the per-item check is skipped. */
+  struct items s = {body, h->len, h->namelen, BL__MJ_PREFIXED};
+  return run_items(fn, h->job, h->chunk, h->first, h->nitems,
+                   (h->flags & BL__PW_F_ACK) != 0, &s, c, out);
+}
+
+/* Chunk k's results (the READY frame in scr) into the shared job's extent:
+ * packed over the chunk's own arguments when their lengths are equal and
+ * no longer than those (done with; no fresh memory), else into the result
+ * area. 0, or -1: no room left (the frame then goes through the pipe). */
+static int store_shared(struct bl__mjob *mj, uint32_t k, uint32_t n,
+                        const bl__buf_t *scr) {
+  uint8_t *head = (uint8_t *)mj;
+  const uint8_t *body = scr->p + sizeof(bl__pw_hdr_t);
+  size_t blen = scr->len - sizeof(bl__pw_hdr_t);
+  uint32_t l0;
+  int uni = bl__pw_body_uniform(body, blen, n, &l0);
+  size_t need = uni ? (size_t)n * l0 : blen;
+  uint64_t at;
+  if (uni && mj->astride != BL__MJ_PREFIXED && l0 <= mj->astride) {
+    at = mj->args + (uint64_t)k * mj->chunksize * mj->astride;
+  } else {
+    uint64_t r = atomic_fetch_add_explicit(&mj->rused, (need + 7) & ~(size_t)7,
+                                           memory_order_relaxed);
+    if (r > mj->rcap || need > mj->rcap - r) return -1;
+    at = mj->res + r;
+  }
+  if (uni) bl__pw_body_pack(head + at, body, n, l0);
+  else memcpy(head + at, body, blen);
+  struct bl__mchunk *cd = (struct bl__mchunk *)(void *)(head + mj->cdesc) + k;
+  cd->off = at;
+  cd->len = need;
+  cd->stride = uni ? l0 : BL__MJ_PREFIXED;
+  atomic_store_explicit(&cd->state, 1, memory_order_release);
+  return 0;
+}
+
+/* Join a shared map job (BL__PW_F_SHM): claim its chunks until none is
+ * left, it ended (abort), or `budget` chunks ran (maxtasksperchild), or
+ * memory is over max_memory_per_child. Appends to out: READY for a chunk
+ * whose results did not fit, FAIL for a failing chunk (the job is over:
+ * others stop claiming), else DONE with the number of chunks run. Returns
+ * that number. */
+static unsigned run_shared(const struct bl__worker_cfg *cfg,
+                           const bl__pw_hdr_t *h, const uint8_t *body,
+                           unsigned budget, bl_task_ctx_t *c, bl__buf_t *out,
+                           bl__buf_t *scr) {
+  if (!cfg->arena || h->first > cfg->arena_size ||
+      cfg->arena_size - h->first < sizeof(struct bl__mjob))
+    leave(1);
+  struct bl__mjob *mj = (struct bl__mjob *)(void *)(cfg->arena + h->first);
+  const uint8_t *args = (const uint8_t *)mj + mj->args;
+  const uint64_t *choff = (const uint64_t *)(const void *)((const uint8_t *)mj + mj->choff);
+  char name[BL_TASK_NAME_MAX + 1];
+  bl_task_fn fn;
+  if (find_task((const char *)body, h->namelen, &fn, name) != 0) {
+    atomic_store(&mj->abort, 1);
+    put_or_die(bl__pw_put_fail(out, h->job, 0, BL_ENOTFOUND, "LookupError",
+                               name, NULL));
+    return 0;
+  }
+  unsigned ran = 0;
+  while (ran < budget && !atomic_load_explicit(&mj->abort, memory_order_relaxed)) {
+    uint32_t k = atomic_fetch_add_explicit(&mj->next, 1, memory_order_relaxed);
+    if (k >= mj->nchunks) break;
+    uint64_t first = (uint64_t)k * mj->chunksize;
+    uint32_t n = (uint32_t)(mj->nitems - first < mj->chunksize
+                                ? mj->nitems - first : mj->chunksize);
+    struct items s = mj->astride == BL__MJ_PREFIXED
+        ? (struct items){args + choff[k], choff[k + 1] - choff[k], 0, BL__MJ_PREFIXED}
+        : (struct items){args + first * mj->astride, (size_t)n * mj->astride, 0,
+                         mj->astride};
+    scr->off = scr->len = 0;
+    int ok = run_items(fn, h->job, k, first, n, 0, &s, c, scr);
+    ran++;
+    if (!ok) {
+      atomic_store(&mj->abort, 1);
+      put_or_die(bl__buf_append(out, scr->p, scr->len));
+      return ran;
+    }
+    if (store_shared(mj, k, n, scr) != 0) {
+      scr->p[offsetof(bl__pw_hdr_t, flags)] = BL__PW_F_SHM;
+      put_or_die(bl__buf_append(out, scr->p, scr->len));
+      if (out->len - out->off >= BL__WORKER_BATCH) flush(cfg->res_fd, out);
+    }
+    if (cfg->max_mem_kib && bl__rss_kib() > cfg->max_mem_kib) break;
+  }
+  put_or_die(bl__pw_put_done(out, h->job, ran));
+  return ran;
 }
 
 static int run_initializer(const struct bl__worker_cfg *cfg, bl_task_ctx_t *c) {
@@ -252,7 +369,7 @@ _Noreturn void bl__worker_main(const struct bl__worker_cfg *cfg) {
   bl_task_ctx_t c = {.shm = cfg->shm};
   if (cfg->initializer && run_initializer(cfg, &c) != 0) leave(1);
 
-  bl__buf_t in = {0}, out = {0};
+  bl__buf_t in = {0}, out = {0}, scr = {0};
   unsigned done = 0;
   uint64_t held_job = NO_JOB; /* out holds READYs of this BATCH job */
   uint64_t seq = 0;
@@ -292,9 +409,15 @@ _Noreturn void bl__worker_main(const struct bl__worker_cfg *cfg) {
     if (!hold) flush(cfg->res_fd, &out);
     atomic_store_explicit(&cfg->shm->started_seq, seq, memory_order_release);
     BL_FAULT_CRASH("worker/task/after-ack");
-    int ok = run_unit(&h, body, &c, &out);
-    held_job = ok && (h.flags & BL__PW_F_BATCH) ? h.job : NO_JOB;
-    done++;
+    if (h.flags & BL__PW_F_SHM) {
+      unsigned budget = cfg->maxtasks ? cfg->maxtasks - done : UINT_MAX;
+      done += run_shared(cfg, &h, body, budget, &c, &out, &scr);
+      held_job = NO_JOB;
+    } else {
+      int ok = run_unit(&h, body, &c, &out);
+      held_job = ok && (h.flags & BL__PW_F_BATCH) ? h.job : NO_JOB;
+      done++;
+    }
     int recycle = (cfg->maxtasks && done >= cfg->maxtasks) ||
                   (cfg->max_mem_kib && bl__rss_kib() > cfg->max_mem_kib);
     bl__pw_hdr_t next;
