@@ -1,4 +1,7 @@
-/* test_pool_mapbatch.c: how map results travel and are kept.
+/* test_pool_mapbatch.c: how map results travel through the pipes and are
+ * kept: the path of spawn/forkserver pools, of maps with a limit and of a
+ * full arena. Each pool here drops its arena so that maps take it
+ * (test_pool_shared.c covers the shared map path).
  *
  * - A map chunk's items are stored packed when they all have one length and
  *   with an offset table otherwise; every item reads back the same either
@@ -15,6 +18,7 @@
 
 #include "helpers.h"
 #include "pool_tasks.h"
+#include "poolint.h"
 
 #ifdef FIU_ENABLE
 #include <fiu-control.h>
@@ -69,6 +73,19 @@ static void setup(void) {
 
 TestSuite(pool_mapbatch, .init = setup, .timeout = 60);
 
+/* A fork pool whose maps go through the pipes: without its arena (the
+ * workers inherited the mapping, which nothing then uses). */
+static bl_pool_t *pipe_pool(unsigned n, int threads) {
+  bl_pool_t *p = t_pool(n, threads);
+  if (p) { /* under the lock: a replacement's spawn reads it */
+    pthread_mutex_lock(&p->mu);
+    bl__arena_unref(p->arena);
+    p->arena = NULL;
+    pthread_mutex_unlock(&p->mu);
+  }
+  return p;
+}
+
 static void make_ints(size_t n, int32_t *vals, const void **args, size_t *lens) {
   for (size_t i = 0; i < n; i++) {
     vals[i] = (int32_t)i;
@@ -85,7 +102,7 @@ static int blob_ok(int32_t i, const void *v, size_t l) {
 }
 
 Test(pool_mapbatch, equal_and_mixed_lengths_read_back) {
-  bl_pool_t *p = t_pool(2, 1);
+  bl_pool_t *p = pipe_pool(2, 1);
   cr_assert_not_null(p);
   enum { N = 16 * 4 * 3 + 5 }; /* every kind of chunk, and a short last one */
   static int32_t vals[N];
@@ -146,7 +163,7 @@ Test(pool_mapbatch, equal_and_mixed_lengths_read_back) {
 Test(pool_mapbatch, large_results_read_back) {
   /* 8-byte results for 60 000 items: well over the size from which result
    * blocks are mmap'd, in chunks of 64 and of 1000. */
-  bl_pool_t *p = t_pool(2, 1);
+  bl_pool_t *p = pipe_pool(2, 1);
   cr_assert_not_null(p);
   enum { N = 60000 };
   int32_t *vals = malloc(N * sizeof *vals);
@@ -177,7 +194,7 @@ Test(pool_mapbatch, large_results_read_back) {
 }
 
 Test(pool_mapbatch, worker_dying_with_held_results_fails_the_map_once) {
-  bl_pool_t *p = t_pool(1, 1);
+  bl_pool_t *p = pipe_pool(1, 1);
   cr_assert_not_null(p);
   /* Chunks 0-3 succeed (their READYs may be held: same job), chunk 4
    * kills the worker. */
@@ -216,7 +233,7 @@ Test(pool_mapbatch, results_never_held_behind_another_job) {
    * map A's three chunks, map B's chunk, which sleeps 20 s, and applies
    * (they make the queue long enough for one dispatch to send B's chunk
    * too). A's results must be written before B's chunk runs. */
-  bl_pool_t *p = t_pool(1, 0);
+  bl_pool_t *p = pipe_pool(1, 0);
   cr_assert_not_null(p);
   bl_result_t *blocker = NULL, *x = NULL, *a = NULL, *b = NULL;
   cr_assert_eq(t_apply_int(p, "sleep", 200, NULL, &blocker), 0);
@@ -247,7 +264,7 @@ Test(pool_mapbatch, results_never_held_behind_another_job) {
 Test(pool_mapbatch, failed_chunk_is_not_held) {
   /* One worker, both chunks in its pipe: chunk 0 fails, chunk 1 sleeps
    * 20 s. The failure reaches the map before chunk 1 ends. */
-  bl_pool_t *p = t_pool(1, 1);
+  bl_pool_t *p = pipe_pool(1, 1);
   cr_assert_not_null(p);
   int32_t v[2] = {0, 20000};
   const void *args[2] = {&v[0], &v[1]};
@@ -270,7 +287,7 @@ Test(pool_mapbatch, terminate_job_with_held_results_is_terminated) {
   /* Chunks 0 and 1 end at once (their READYs may be held), chunk 2 runs
    * 20 s and is terminated: the map fails as terminated, not as a lost
    * worker, although the held results die with the worker. */
-  bl_pool_t *p = t_pool(1, 1);
+  bl_pool_t *p = pipe_pool(1, 1);
   cr_assert_not_null(p);
   int32_t v[3] = {1, 2, 20000};
   const void *args[3] = {&v[0], &v[1], &v[2]};
@@ -297,7 +314,7 @@ Test(pool_mapbatch, no_memory_for_results_fails_the_map_once) {
 #ifndef FIU_ENABLE
   cr_skip_test("fault points need -Dfault_injection=true");
 #else
-  bl_pool_t *p = t_pool(2, 1);
+  bl_pool_t *p = pipe_pool(2, 1);
   cr_assert_not_null(p);
   enum { N = 1000 };
   static int32_t vals[N];
