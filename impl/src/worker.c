@@ -320,6 +320,7 @@ static unsigned run_shared(const struct bl__worker_cfg *cfg,
   while (ran < budget && !atomic_load_explicit(&mj->abort, memory_order_relaxed)) {
     uint32_t k = atomic_fetch_add_explicit(&mj->next, 1, memory_order_relaxed);
     if (k >= mj->nchunks) break;
+    BL_FAULT_CRASH("worker/task/after-ack"); /* a claimed chunk is accepted */
     uint64_t first = (uint64_t)k * mj->chunksize;
     uint32_t n = (uint32_t)(mj->nitems - first < mj->chunksize
                                 ? mj->nitems - first : mj->chunksize);
@@ -335,6 +336,7 @@ static unsigned run_shared(const struct bl__worker_cfg *cfg,
       put_or_die(bl__buf_append(out, scr->p, scr->len));
       return ran;
     }
+    BL_FAULT_CRASH("worker/result/write");
     if (store_shared(mj, k, n, scr) != 0) {
       scr->p[offsetof(bl__pw_hdr_t, flags)] = BL__PW_F_SHM;
       put_or_die(bl__buf_append(out, scr->p, scr->len));
