@@ -7,7 +7,10 @@
  * running only when the TASK asks for it (a time limit or an accept
  * callback needs the start at once). Results are written before the next
  * unit runs (never held behind it), in one write with whatever else is
- * pending. Signals: SIGUSR1 (soft limit) only sets a flag that tasks observe;
+ * pending. A shared map job (BL__PW_F_SHM) is one TASK for many chunks: the
+ * worker claims them from the job's head in the pool's arena, stores their
+ * results there, and answers with one DONE (docs/pool.md "Shared map
+ * path"). Signals: SIGUSR1 (soft limit) only sets a flag that tasks observe;
  * SIGINT is ignored; SIGTERM and the rest keep their default action. */
 #include <fcntl.h>
 #include <limits.h>
