@@ -558,7 +558,8 @@ static int parse_frames(bl_pool_t *p, struct bl__worker *w, int *handled) {
      * its result area, then DONE or FAIL. */
     int shared = fl > 0 && u && u->job->mj;
     int inl = shared && h.type == BL__PW_READY;
-    if (fl < 0 || !u || u->job->id != h.job ||
+    if (fl < 0 || !u || u->job->id != h.job || h.type == BL__PW_TASK ||
+        h.type == BL__PW_STOP ||
         (shared ? ack || (inl && (!(h.flags & BL__PW_F_SHM) || h.chunk >= u->job->nchunks))
                 : u->chunk != h.chunk || h.type == BL__PW_DONE ||
                   (ack ? !u->ackf || (u->state != BL__U_SENT && !u->early)

@@ -109,6 +109,14 @@ static int map_cs(bl_pool_t *p, const char *task, const struct ints *s, size_t c
   return bl_pool_map(p, task, s->a, s->l, s->n, &ao, r, NULL);
 }
 
+/* Close and join before freeing: the workers leave by STOP, not by the
+ * terminate that freeing a pool with live workers does. */
+static void close_free(bl_pool_t **p) {
+  cr_expect_eq(bl_pool_close(*p), 0);
+  cr_expect_eq(bl_pool_join(*p, 30000), 0);
+  bl_pool_free(p);
+}
+
 /* Where item i's bytes are, relative to the job's head in the arena. */
 static size_t at_of(const bl_result_t *r, const void *v) {
   return (size_t)((const uint8_t *)v - (const uint8_t *)r->mj);
@@ -145,7 +153,7 @@ Test(pool_shared, equal_lengths_stored_over_their_arguments) {
   cr_expect_gt(bl_result_worker_pid(r), 0);
   bl_result_free(&r);
   ints_free(&s);
-  bl_pool_free(&p);
+  close_free(&p);
 }
 
 Test(pool_shared, longer_results_go_to_the_result_area) {
@@ -169,7 +177,7 @@ Test(pool_shared, longer_results_go_to_the_result_area) {
   cr_expect_eq(atomic_load(&r->mj->rused), 16 * s.n);
   bl_result_free(&r);
   ints_free(&s);
-  bl_pool_free(&p);
+  close_free(&p);
 }
 
 Test(pool_shared, mixed_lengths_travel_with_prefixes) {
@@ -205,7 +213,7 @@ Test(pool_shared, mixed_lengths_travel_with_prefixes) {
     }
     bl_result_free(&r);
   }
-  bl_pool_free(&p);
+  close_free(&p);
 }
 
 Test(pool_shared, results_beyond_the_area_come_through_the_pipe) {
@@ -231,7 +239,7 @@ Test(pool_shared, results_beyond_the_area_come_through_the_pipe) {
   cr_expect_lt(in_area, s.n);
   bl_result_free(&r);
   ints_free(&s);
-  bl_pool_free(&p);
+  close_free(&p);
 }
 
 Test(pool_shared, failing_chunk_fails_the_map_once_and_ends_claims) {
@@ -256,7 +264,7 @@ Test(pool_shared, failing_chunk_fails_the_map_once_and_ends_claims) {
   check_squares(r, s.n);
   bl_result_free(&r);
   ints_free(&s);
-  bl_pool_free(&p);
+  close_free(&p);
 }
 
 Test(pool_shared, freed_extent_is_reused) {
@@ -283,7 +291,7 @@ Test(pool_shared, freed_extent_is_reused) {
   check_squares(r, s.n);
   bl_result_free(&r);
   ints_free(&s);
-  bl_pool_free(&p);
+  close_free(&p);
 }
 
 Test(pool_shared, maxtasksperchild_counts_chunks) {
@@ -321,7 +329,7 @@ Test(pool_shared, maxtasksperchild_counts_chunks) {
   cr_expect_geq(npid, 20);
   bl_result_free(&r);
   ints_free(&s);
-  bl_pool_free(&p);
+  close_free(&p);
 }
 
 Test(pool_shared, worker_death_fails_the_map_as_lost) {
@@ -342,7 +350,7 @@ Test(pool_shared, worker_death_fails_the_map_as_lost) {
   check_squares(r, s.n);
   bl_result_free(&r);
   ints_free(&s);
-  bl_pool_free(&p);
+  close_free(&p);
 }
 
 Test(pool_shared, terminate_job_ends_a_shared_map) {
@@ -369,7 +377,7 @@ Test(pool_shared, terminate_job_ends_a_shared_map) {
   check_squares(r, s.n);
   bl_result_free(&r);
   ints_free(&s);
-  bl_pool_free(&p);
+  close_free(&p);
 }
 
 Test(pool_shared, results_outlive_their_pool) {
@@ -421,7 +429,7 @@ Test(pool_shared, concurrent_maps_share_the_workers) {
   for (int i = 0; i < 3; i++) cr_assert_eq(pthread_create(&th[i], NULL, conc_map, &c[i]), 0);
   for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
   for (int i = 0; i < 3; i++) cr_expect_eq(c[i].ok, 1, "thread %d", i);
-  bl_pool_free(&p);
+  close_free(&p);
 }
 
 Test(pool_shared, bad_arguments_are_refused_as_on_the_pipes) {
@@ -440,7 +448,7 @@ Test(pool_shared, bad_arguments_are_refused_as_on_the_pipes) {
   check_squares(r, s.n);
   bl_result_free(&r);
   ints_free(&s);
-  bl_pool_free(&p);
+  close_free(&p);
 }
 
 Test(pool_shared, limits_use_the_pipes) {
@@ -458,7 +466,7 @@ Test(pool_shared, limits_use_the_pipes) {
   bl_result_free(&r);
   /* So do spawn/forkserver pools (test_pool_methods maps on them): their
    * workers do not inherit the arena. */
-  bl_pool_free(&p);
+  close_free(&p);
   ints_free(&s);
 }
 
@@ -480,7 +488,7 @@ Test(pool_shared, no_room_in_the_arena_uses_the_pipes) {
   cr_expect_not_null(r->mj);
   bl_result_free(&r);
   ints_free(&s);
-  bl_pool_free(&p);
+  close_free(&p);
 #endif
 }
 
@@ -505,5 +513,32 @@ Test(pool_shared, arena_extents_first_fit_and_coalesce) {
   cr_expect_eq(o4, 0);
   memset(bl__arena_base(a), 0x5a, 64 * 4096);
   bl__arena_free(a, o4, 64 * 4096);
+  /* Many holes: the free list grows past its first 8 entries. */
+  size_t o[32];
+  for (int i = 0; i < 32; i++) cr_assert_eq(bl__arena_alloc(a, 4096, &o[i]), 0);
+  for (int i = 0; i < 32; i += 2) bl__arena_free(a, o[i], 4096);
+  for (int i = 1; i < 32; i += 2) bl__arena_free(a, o[i], 4096);
+  cr_assert_eq(bl__arena_alloc(a, 64 * 4096, &o4), 0, "all coalesced");
+  bl__arena_free(a, o4, 64 * 4096);
+  bl__arena_unref(a);
+}
+
+Test(pool_shared, arena_gives_back_pages_beyond_the_kept_part) {
+  /* Pages past BL__ARENA_KEEP return to the kernel when freed: the
+   * extent reads as zeros when handed out again; the kept part does not. */
+  bl__arena_t *a = NULL;
+  size_t big = BL__ARENA_KEEP + (1u << 20);
+  cr_assert_eq(bl__arena_new(&a, big), 0);
+  size_t o1, o2;
+  cr_assert_eq(bl__arena_alloc(a, big, &o1), 0);
+  uint8_t *b = bl__arena_base(a);
+  b[0] = 1;
+  b[big - 1] = 2;
+  bl__arena_free(a, o1, big);
+  cr_assert_eq(bl__arena_alloc(a, big, &o2), 0);
+  cr_expect_eq(o2, o1);
+  cr_expect_eq(b[0], 1, "kept");
+  cr_expect_eq(b[big - 1], 0, "given back");
+  bl__arena_free(a, o2, big);
   bl__arena_unref(a);
 }
