@@ -63,6 +63,15 @@ static int tk_fail3(bl_task_ctx_t *c, const void *a, size_t n) {
   if (t_int(a, n) == 3) return bl_task_fail(c, "KeyError", "three", NULL);
   return tk_square(c, a, n);
 }
+/* Squares; a negative argument dies by that signal. */
+static int tk_square_or_die(bl_task_ctx_t *c, const void *a, size_t n) {
+  int32_t v = t_int(a, n);
+  if (v < 0) {
+    signal(-v, SIG_DFL);
+    raise(-v);
+  }
+  return tk_square(c, a, n);
+}
 /* Dies by the signal given as arg (0: _exit(7)). */
 static int tk_die(bl_task_ctx_t *c, const void *a, size_t n) {
   (void)c;
@@ -111,6 +120,7 @@ static void t_register_pool_tasks(void) {
   bl_register_task("fail", tk_fail);
   bl_register_task("fail3", tk_fail3);
   bl_register_task("die", tk_die);
+  bl_register_task("square_or_die", tk_square_or_die);
   bl_register_task("alloc", tk_alloc);
   bl_register_task("init_ok", tk_init_ok);
   bl_register_task("init_fail", tk_init_fail);

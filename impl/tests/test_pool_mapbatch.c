@@ -44,16 +44,6 @@ static int tk_blob(bl_task_ctx_t *c, const void *a, size_t n) {
   return bl_task_return(c, out, l);
 }
 
-/* Squares; a negative argument dies by that signal. */
-static int tk_square_or_die(bl_task_ctx_t *c, const void *a, size_t n) {
-  int32_t v = t_int(a, n);
-  if (v < 0) {
-    signal(-v, SIG_DFL);
-    raise(-v);
-  }
-  return tk_square(c, a, n);
-}
-
 /* 0 fails; anything else sleeps that many ms. */
 static int tk_fail_or_sleep(bl_task_ctx_t *c, const void *a, size_t n) {
   int32_t v = t_int(a, n);
@@ -67,7 +57,6 @@ static void setup(void) {
   fiu_init(0);
 #endif
   bl_register_task("blob", tk_blob);
-  bl_register_task("square_or_die", tk_square_or_die);
   bl_register_task("fail_or_sleep", tk_fail_or_sleep);
 }
 

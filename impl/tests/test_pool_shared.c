@@ -53,16 +53,6 @@ static int tk_big(bl_task_ctx_t *c, const void *a, size_t n) {
   return bl_task_return(c, out, BIG);
 }
 
-/* Squares; a negative argument dies by that signal. */
-static int tk_square_or_die(bl_task_ctx_t *c, const void *a, size_t n) {
-  int32_t v = t_int(a, n);
-  if (v < 0) {
-    signal(-v, SIG_DFL);
-    raise(-v);
-  }
-  return tk_square(c, a, n);
-}
-
 static void setup(void) {
   t_register_pool_tasks();
 #ifdef FIU_ENABLE
@@ -71,7 +61,6 @@ static void setup(void) {
   bl_register_task("widen", tk_widen);
   bl_register_task("rev", tk_rev);
   bl_register_task("big", tk_big);
-  bl_register_task("square_or_die", tk_square_or_die);
 }
 
 TestSuite(pool_shared, .init = setup, .timeout = 60);
@@ -339,7 +328,7 @@ Test(pool_shared, worker_death_fails_the_map_as_lost) {
   s.v[2500] = -SIGKILL;
   bl_result_t *r = NULL;
   bl_error_info_t e = {0};
-  cr_assert_eq(map_cs(p, "square_or_die", &s, 16, &r) , BL_EWORKERLOST);
+  cr_assert_eq(map_cs(p, "square_or_die", &s, 16, &r), BL_EWORKERLOST);
   cr_assert_not_null(r->mj);
   cr_expect_eq(bl_result_get(r, 0, NULL, NULL, &e), BL_EWORKERLOST);
   cr_expect_str_eq(bl_error_info_type(&e), "WorkerLostError");
