@@ -271,6 +271,20 @@ static int store_chunk(bl_result_t *r, uint32_t k, const bl__pw_hdr_t *h,
   return 0;
 }
 
+/* Map arguments: none NULL with a length, none over a frame's limit;
+ * *total gets their bytes. 0, -EINVAL or -EMSGSIZE (the first bad item's). */
+static int args_check(const void *const *args, const size_t *lens, size_t n,
+                      size_t *total) {
+  size_t t = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!args[i] && lens[i]) return -EINVAL;
+    if (lens[i] > BL__PW_MAX_BODY || t + lens[i] > SIZE_MAX / 4) return -EMSGSIZE;
+    t += lens[i];
+  }
+  *total = t;
+  return 0;
+}
+
 /* ---------------------------------------------------- shared map path */
 
 /* Another join of shared job r: a unit that, sent to a worker, makes it
@@ -369,7 +383,7 @@ static int shared_gather(bl_pool_t *p, bl_result_t *r, const void *const *args,
     uint8_t *head = bl__arena_base(p->arena) + off, *dst = head + o_args;
     /* Fault the arguments' pages in at once: far cheaper than one by one
      * (results mostly go over them, see worker.c store_shared). */
-    madvise(head, o_res, 23 /* MADV_POPULATE_WRITE, Linux 5.14 */);
+    madvise(head, o_res, BL__MADV_POPULATE_WRITE);
     size_t i = 0;
     if (uniform) {
       const size_t *ln = lens;
@@ -393,12 +407,8 @@ static int shared_gather(bl_pool_t *p, bl_result_t *r, const void *const *args,
     }
     if (i < n) { /* unequal lengths (or a NULL argument): check, measure */
       bl__arena_free(p->arena, off, len);
-      total = 0;
-      for (i = 0; i < n; i++) { /* as copy_args checks */
-        if (!args[i] && lens[i]) return -EINVAL;
-        if (lens[i] > BL__PW_MAX_BODY || total + lens[i] > SIZE_MAX / 4) return -EMSGSIZE;
-        total += lens[i];
-      }
+      int rc = args_check(args, lens, n, &total);
+      if (rc) return rc;
       uniform = 0;
       continue;
     }
@@ -826,12 +836,9 @@ void bl__pool_kick(bl_pool_t *p) {
 
 static int copy_args(bl_result_t *r, const void *const *args,
                      const size_t *lens, size_t n, int borrow) {
-  size_t total = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!args[i] && lens[i]) return -EINVAL;
-    if (lens[i] > BL__PW_MAX_BODY || total + lens[i] > SIZE_MAX / 2) return -EMSGSIZE;
-    total += lens[i];
-  }
+  size_t total;
+  int rc = args_check(args, lens, n, &total);
+  if (rc) return rc;
   if (borrow && n) {
     r->argv = args;
     r->argvlen = lens;

@@ -58,6 +58,9 @@ struct bl__chunk {
  * args + choff[k]. Chunk k's results: cdesc[k], in the result area. The
  * counters sit on their own cache lines (both workers hit them). */
 #define BL__MJ_PREFIXED UINT32_MAX
+/* MADV_POPULATE_WRITE (Linux 5.14; older kernels say EINVAL, and the pages
+ * then fault in one by one). */
+#define BL__MADV_POPULATE_WRITE 23
 struct bl__mjob {
   _Alignas(64) atomic_uint next;            /* next chunk to claim */
   _Alignas(64) atomic_uint_fast64_t rused;  /* result bytes handed out */
