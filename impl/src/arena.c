@@ -1,4 +1,4 @@
-/* arena.c: extents of memory shared with fork workers (see arena.h). */
+/* arena.c: extents of memory shared with a pool's workers (see arena.h). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,6 +16,7 @@ struct ext {
 
 struct bl__arena {
   atomic_int refs;
+  int fd;            /* memfd (spawn/forkserver workers map it), or -1 */
   pthread_mutex_t mu;
   uint8_t *base;
   size_t size, page;
@@ -23,18 +24,40 @@ struct bl__arena {
   size_t nfree, capfree;
 };
 
-int bl__arena_new(bl__arena_t **out, size_t size) {
+/* A memfd of size bytes (sparse: nothing allocated), or -errno. */
+static int arena_memfd(size_t size) {
+  int e = BL_FAULT("arena/create/memfd", EMFILE);
+  if (e) return -e;
+  int fd = memfd_create("billiard-arena", MFD_CLOEXEC);
+  if (fd < 0) return -errno;
+  if (ftruncate(fd, (off_t)size) != 0) {
+    e = -errno;
+    close(fd);
+    return e;
+  }
+  return fd;
+}
+
+int bl__arena_new(bl__arena_t **out, size_t size, int with_fd) {
   long pg = sysconf(_SC_PAGESIZE);
   size_t page = pg > 0 ? (size_t)pg : 4096;
   size = (size + page - 1) / page * page;
   bl__arena_t *a = calloc(1, sizeof *a);
   if (!a) return -ENOMEM;
+  a->fd = -1;
   a->free = malloc(sizeof *a->free * 8);
-  void *m = a->free ? mmap(NULL, size, PROT_READ | PROT_WRITE,
-                           MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-                    : MAP_FAILED;
-  if (m == MAP_FAILED) {
-    int e = a->free ? -errno : -ENOMEM;
+  int e = a->free ? 0 : -ENOMEM;
+  if (e == 0 && with_fd && (a->fd = arena_memfd(size)) < 0) e = a->fd;
+  void *m = MAP_FAILED;
+  if (e == 0) {
+    m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+             with_fd ? MAP_SHARED | MAP_NORESERVE
+                     : MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
+             with_fd ? a->fd : -1, 0);
+    if (m == MAP_FAILED) e = -errno;
+  }
+  if (e) {
+    if (a->fd >= 0) close(a->fd);
     free(a->free);
     free(a);
     return e;
@@ -56,6 +79,7 @@ void bl__arena_ref(bl__arena_t *a) { atomic_fetch_add(&a->refs, 1); }
 void bl__arena_unref(bl__arena_t *a) {
   if (!a || atomic_fetch_sub(&a->refs, 1) != 1) return;
   munmap(a->base, a->size);
+  if (a->fd >= 0) close(a->fd);
   pthread_mutex_destroy(&a->mu);
   free(a->free);
   free(a);
@@ -63,6 +87,7 @@ void bl__arena_unref(bl__arena_t *a) {
 
 uint8_t *bl__arena_base(const bl__arena_t *a) { return a->base; }
 size_t bl__arena_size(const bl__arena_t *a) { return a->size; }
+int bl__arena_fd(const bl__arena_t *a) { return a->fd; }
 
 static size_t round_pages(const bl__arena_t *a, size_t n) {
   if (n > a->size) return 0;

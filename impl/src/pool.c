@@ -1847,9 +1847,10 @@ BL_API int bl_pool_new(bl_pool_t **out, const bl_pool_options_t *o) {
   pthread_cond_init(&p->cv, &ca);
   pthread_condattr_destroy(&ca);
   pthread_mutex_init(&p->mu, NULL);
-  /* Made before the first fork so that every worker inherits it; without
-   * one (no memory), maps go through the pipes. */
-  if (method == BL__M_FORK && bl__arena_new(&p->arena, BL__ARENA_SIZE) != 0)
+  /* Made before the first worker starts: fork workers inherit it, the
+   * others map its memfd. Without one (no memory, no fd), maps go through
+   * the pipes. */
+  if (bl__arena_new(&p->arena, BL__ARENA_SIZE, method != BL__M_FORK) != 0)
     p->arena = NULL;
   int rc = (o->initializer && !p->initializer) || (o->initarg_len && !p->initarg)
                ? -ENOMEM

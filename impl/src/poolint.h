@@ -205,7 +205,7 @@ struct bl__defer {
 
 struct bl_pool {
   pthread_mutex_t mu;
-  bl__arena_t *arena;         /* fork workers: the shared map path */
+  bl__arena_t *arena;         /* the shared map path (NULL: pipes only) */
   pthread_cond_t cv;
   bl_pool_options_t o;
   int method;                 /* BL__M_* of startmethod.h */
@@ -315,10 +315,13 @@ _Noreturn void bl__worker_main(const struct bl__worker_cfg *cfg);
 /* What a spawn/forkserver worker gets as its boot argument (the
  * BL__POOL_WORKER_TARGET of startmethod.h), followed by the initializer's
  * name (init_len bytes) and initarg. The fds are at the same numbers in
- * the worker; shm_fd is a memfd holding its struct bl__wshm. There is no
+ * the worker; shm_fd is a memfd holding its struct bl__wshm, arena_fd the
+ * pool's arena (mapped at any address: jobs are found by offset). There is no
  * on_process_exit there: a function pointer means nothing in a new image. */
 struct bl__worker_boot {
   int32_t task_fd, res_fd, shm_fd;
+  int32_t arena_fd;           /* the pool's arena memfd, or -1 */
+  uint64_t arena_size;
   uint32_t maxtasks;
   uint64_t max_mem_kib;
   uint32_t init_len, pad;

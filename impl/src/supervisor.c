@@ -188,16 +188,19 @@ static int map_shm(bl_pool_t *p, struct bl__worker *w, int *mfd) {
 }
 
 /* spawn/forkserver: start a worker whose loop runs in a fresh image of the
- * program (startmethod.h). Its task/result pipe ends and the shared page
- * travel as fds at the same numbers, everything else in the boot bytes.
+ * program (startmethod.h). Its task/result pipe ends, the shared page and
+ * the pool's arena travel as fds at the same numbers, everything else in
+ * the boot bytes.
  * The start status arrives on w->st_fd; only the first workers wait for
  * it (so that bl_pool_new reports a start failure), later ones are not
  * waited for: a worker that cannot start exits 1 like a crashing one. */
 static int start_fresh(bl_pool_t *p, struct bl__worker *w, int task_r,
                        int res_w, int mfd, pid_t *pid) {
   const char *init = p->o.initializer ? p->o.initializer : "";
+  int afd = p->arena ? bl__arena_fd(p->arena) : -1;
   struct bl__worker_boot wb = {
-      .task_fd = task_r, .res_fd = res_w, .shm_fd = mfd,
+      .task_fd = task_r, .res_fd = res_w, .shm_fd = mfd, .arena_fd = afd,
+      .arena_size = afd >= 0 ? bl__arena_size(p->arena) : 0,
       .maxtasks = p->o.maxtasksperchild,
       .max_mem_kib = p->o.max_memory_per_child_kib,
       .init_len = (uint32_t)strlen(init), .initarg_len = p->o.initarg_len};
@@ -209,9 +212,10 @@ static int start_fresh(bl_pool_t *p, struct bl__worker *w, int task_r,
   if (p->o.initarg_len) memcpy(arg + sizeof wb + wb.init_len, p->o.initarg, p->o.initarg_len);
   char name[64];
   snprintf(name, sizeof name, "%s-%u", bl__pool_worker_prefix(p), w->no);
-  int fds[3] = {task_r, res_w, mfd};
+  int fds[4] = {task_r, res_w, mfd, afd};
   bl__boot_t b = {.target = BL__POOL_WORKER_TARGET, .name = name, .arg = arg,
-                  .len = len, .parent = getpid(), .fds = fds, .nfds = 3};
+                  .len = len, .parent = getpid(), .fds = fds,
+                  .nfds = afd >= 0 ? 4 : 3};
   int st[2] = {-1, -1};
   int rc = bl__pipe(st);
   if (rc == 0 && p->method == BL__M_FORKSERVER) {

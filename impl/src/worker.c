@@ -454,8 +454,16 @@ int bl__pool_worker_target(const void *arg, size_t len) {
                    wb.shm_fd, 0);
   close(wb.shm_fd);
   if (shm == MAP_FAILED) return 1;
+  void *arena = NULL;
+  if (wb.arena_fd >= 0) { /* the pool's shared map arena, at any address */
+    arena = mmap(NULL, (size_t)wb.arena_size, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_NORESERVE, wb.arena_fd, 0);
+    close(wb.arena_fd);
+    if (arena == MAP_FAILED) return 1;
+  }
   cfg = (struct bl__worker_cfg){
       .task_fd = wb.task_fd, .res_fd = wb.res_fd, .shm = shm,
+      .arena = arena, .arena_size = arena ? (size_t)wb.arena_size : 0,
       .initializer = wb.init_len ? init : NULL, .initarg = p + wb.init_len,
       .initarg_len = (size_t)wb.initarg_len, .maxtasks = wb.maxtasks,
       .max_mem_kib = wb.max_mem_kib};

@@ -17,6 +17,7 @@
 
 #include "helpers.h"
 #include "pool_tasks.h"
+#include "poolint.h"
 
 /* The worker's own name, as bl_current_process reports it there. */
 static int tk_myname(bl_task_ctx_t *c, const void *a, size_t n) {
@@ -129,6 +130,8 @@ static void apply_map_identity(const char *method, int threads) {
   for (int i = 0; i < 20; i++) v[i] = i, args[i] = &v[i], lens[i] = sizeof v[i];
   bl_result_t *m = NULL;
   cr_assert_eq(bl_pool_map(p, "square", args, lens, 20, NULL, &m, NULL), 0);
+  /* The shared map path: these workers mapped the arena's memfd. */
+  cr_expect_not_null(m->mj, "%s: map through the arena", method);
   for (size_t i = 0; i < 20; i++) {
     const void *it;
     size_t l;

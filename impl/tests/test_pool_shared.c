@@ -1,6 +1,7 @@
 /* test_pool_shared.c: the shared map path (docs/pool.md, "Shared map path").
  *
- * - A map on a fork pool gathers its arguments into the pool's arena; the
+ * - A map gathers its arguments into the pool's arena (spawn/forkserver
+ *   workers map its memfd: test_pool_methods checks maps there); the
  *   workers claim chunks there and store results over the chunk's own
  *   arguments (equal lengths, no longer), in the job's result area
  *   (longer or mixed lengths), or through the pipe (no room left); every
@@ -453,8 +454,6 @@ Test(pool_shared, limits_use_the_pipes) {
   cr_expect_null(r->mj);
   check_squares(r, s.n);
   bl_result_free(&r);
-  /* So do spawn/forkserver pools (test_pool_methods maps on them): their
-   * workers do not inherit the arena. */
   close_free(&p);
   ints_free(&s);
 }
@@ -483,7 +482,7 @@ Test(pool_shared, no_room_in_the_arena_uses_the_pipes) {
 
 Test(pool_shared, arena_extents_first_fit_and_coalesce) {
   bl__arena_t *a = NULL;
-  cr_assert_eq(bl__arena_new(&a, 64 * 4096), 0);
+  cr_assert_eq(bl__arena_new(&a, 64 * 4096, 0), 0);
   size_t o1, o2, o3, o4;
   cr_assert_eq(bl__arena_alloc(a, 1, &o1), 0); /* rounded up to a page */
   cr_assert_eq(bl__arena_alloc(a, 5000, &o2), 0);
@@ -517,7 +516,7 @@ Test(pool_shared, arena_gives_back_pages_beyond_the_kept_part) {
    * extent reads as zeros when handed out again; the kept part does not. */
   bl__arena_t *a = NULL;
   size_t big = BL__ARENA_KEEP + (1u << 20);
-  cr_assert_eq(bl__arena_new(&a, big), 0);
+  cr_assert_eq(bl__arena_new(&a, big, 1), 0);
   size_t o1, o2;
   cr_assert_eq(bl__arena_alloc(a, big, &o1), 0);
   uint8_t *b = bl__arena_base(a);
