@@ -2,7 +2,8 @@
  *
  * A pool under steady load while a chaos thread, driven by a seeded PRNG,
  * SIGKILLs workers, SIGSTOPs and SIGCONTs them, and some jobs run into their
- * hard or soft time limit. At the end every job must be accounted for
+ * hard or soft time limit; a few jobs are maps (the shared map path), all
+ * of whose items must come back right unless a worker was lost under them. At the end every job must be accounted for
  * exactly once: the right value, or a documented error for what happened to
  * it (WorkerLostError, TimeLimitExceeded, SoftTimeLimitExceeded); no fd,
  * child or shared-memory mapping left; parent RSS roughly flat.
@@ -26,7 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { K_NORMAL, K_SOFT, K_HARD };
+enum { K_NORMAL, K_SOFT, K_HARD, K_MAP };
+#define MAP_MAX 300 /* items of a map job (chunks of 1..16 items) */
 #define MAXJOBS (8u << 20)
 
 static atomic_uchar *resolutions; /* per job: callbacks seen */
@@ -200,8 +202,22 @@ static int count_children(void) {
 typedef struct slot {
   bl_result_t *r;
   uint64_t job, x;
-  uint32_t kind;
+  uint32_t kind, n; /* K_MAP: n items, item i's x is x + i */
 } slot_t;
+
+/* A map job's value: every item i is (x + i) * 3 + 1. */
+static int map_ok(bl_result_t *r, const slot_t *s) {
+  if (bl_result_count(r) != s->n) return 0;
+  for (uint32_t i = 0; i < s->n; i++) {
+    const void *v;
+    size_t len;
+    uint64_t got;
+    if (bl_result_item(r, i, &v, &len) != 0 || len != sizeof got) return 0;
+    memcpy(&got, v, sizeof got);
+    if (got != (s->x + i) * 3 + 1) return 0;
+  }
+  return 1;
+}
 
 int main(int argc, char **argv) {
   double secs = 60;
@@ -246,7 +262,7 @@ int main(int argc, char **argv) {
   pthread_create(&th, NULL, chaos_main, &ch);
 
   uint64_t rng = seed, next = 0;
-  long ok = 0, lost = 0, hard = 0, soft = 0, bad = 0, submitted = 0;
+  long ok = 0, lost = 0, hard = 0, soft = 0, bad = 0, submitted = 0, maps = 0, maps_ok = 0;
   double t0 = now_s(), last = t0, end = t0 + secs;
   long rss_start = -1;
   uint64_t next_at_rss = 0;
@@ -255,13 +271,15 @@ int main(int argc, char **argv) {
   for (size_t i = 0;; i = (i + 1) % window) {
     slot_t *s = &slots[i];
     if (s->r) {
-      const void *v;
-      size_t len;
+      const void *v = NULL;
+      size_t len = 0;
       bl_error_info_t err = {0};
       rc = bl_result_get(s->r, 60000, &v, &len, &err);
       uint64_t want = s->x * 3 + 1, got = 0;
-      if (rc == 0 && len == sizeof got) memcpy(&got, v, sizeof got);
-      if (rc == 0 && len == sizeof got && got == want) ok++;
+      if (s->kind != K_MAP && rc == 0 && len == sizeof got) memcpy(&got, v, sizeof got);
+      if (s->kind == K_MAP) maps++, maps_ok += rc == 0 && map_ok(s->r, s);
+      if (s->kind == K_MAP ? rc == 0 && map_ok(s->r, s) : rc == 0 && len == sizeof got && got == want)
+        ok++;
       else if (rc == BL_EWORKERLOST) lost++;
       else if (rc == BL_ETIMELIMIT) hard++; /* hard jobs, or a stopped worker past its limit */
       else if (rc == BL_ESOFTTIMELIMIT && s->kind != K_NORMAL) soft++;
@@ -308,9 +326,24 @@ int main(int argc, char **argv) {
     s->job = next;
     s->x = g.x;
     s->kind = g.kind;
-    rc = bl_pool_apply_async(pool, "soak-work", &g, sizeof g, &ao, &s->r);
+    if (dice >= 980) { /* a map job: the shared map path under chaos */
+      static arg_t items[MAP_MAX];
+      static const void *args[MAP_MAX];
+      static size_t lens[MAP_MAX];
+      s->kind = K_MAP;
+      s->n = 1 + (uint32_t)(rnd(&rng) % MAP_MAX);
+      for (uint32_t k = 0; k < s->n; k++) {
+        items[k] = (arg_t){g.x + k, K_NORMAL, 0};
+        args[k] = &items[k];
+        lens[k] = sizeof items[k];
+      }
+      ao.chunksize = 1 + (size_t)(rnd(&rng) % 16);
+      rc = bl_pool_map_async(pool, "soak-work", args, lens, s->n, &ao, &s->r);
+    } else {
+      rc = bl_pool_apply_async(pool, "soak-work", &g, sizeof g, &ao, &s->r);
+    }
     if (rc) {
-      fprintf(stderr, "soak: apply_async: %s\n", bl_strerror(rc));
+      fprintf(stderr, "soak: submit: %s\n", bl_strerror(rc));
       bad++;
       draining = 1;
       continue;
@@ -343,10 +376,11 @@ int main(int argc, char **argv) {
              growth_kib > max_growth_mib * 1024 || ok == 0;
   printf("soak: %s seed %llu, %.0fs, %ld jobs (%.0f/min): ok %ld, WorkerLostError %ld, "
          "TimeLimitExceeded %ld, SoftTimeLimitExceeded %ld, bad %ld, unresolved %ld, "
-         "twice %ld; kills %ld, stops %ld; rss %ld -> %ld KiB (pool growth %ld KiB); fds %d -> %d; children %d; "
-         "shared memory held %d -> %d\n",
+         "twice %ld; maps %ld (all items right: %ld); kills %ld, stops %ld; rss %ld -> %ld KiB (pool growth %ld KiB); "
+         "fds %d -> %d; children %d; shared memory held %d -> %d\n",
          fail ? "FAIL" : "PASS", (unsigned long long)seed, el, submitted, submitted / el * 60, ok,
-         lost, hard, soft, bad, never, twice, (long)atomic_load(&kills), (long)atomic_load(&stops),
+         lost, hard, soft, bad, never, twice, maps, maps_ok, (long)atomic_load(&kills),
+         (long)atomic_load(&stops),
          rss_start, rss_end, growth_kib, fd0, fd1, kids, shm0, shm1);
   printf("%d passed, %d failed\n", !fail, fail);
   free(slots);
