@@ -31,7 +31,7 @@ void bl__fault_fork_child(void);
  * by default), to simulate a worker lost at exactly this step. */
 #define BL_FAULT_CRASH(name)                                                    \
   do {                                                                          \
-    if (bl__fault_fail(name)) bl__fault_crash(fiu_failinfo());                        \
+    if (bl__fault_fail(name)) bl__fault_crash(fiu_failinfo());                  \
   } while (0)
 void bl__fault_crash(void *failinfo);
 #else

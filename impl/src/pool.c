@@ -287,6 +287,15 @@ static int args_check(const void *const *args, const size_t *lens, size_t n,
 
 /* ---------------------------------------------------- shared map path */
 
+/* Queue u last. Lock held. */
+static void queue_append(bl_pool_t *p, struct bl__unit *u) {
+  u->next = NULL;
+  if (p->q_tail) p->q_tail->next = u;
+  else p->q_head = u;
+  p->q_tail = u;
+  p->qlen++;
+}
+
 /* Another join of shared job r: a unit that, sent to a worker, makes it
  * claim r's chunks. front: ahead of the queue (it replaces one that left
  * early, in r's place). Lock held. */
@@ -297,14 +306,8 @@ static int shared_join(bl_pool_t *p, bl_result_t *r, int front) {
                          .state = BL__U_QUEUED};
   r->nunits++;
   r->units_open++;
-  if (front) {
-    bl__pool_requeue_front(p, u, u, 1);
-  } else {
-    if (p->q_tail) p->q_tail->next = u;
-    else p->q_head = u;
-    p->q_tail = u;
-    p->qlen++;
-  }
+  if (front) bl__pool_requeue_front(p, u, u, 1);
+  else queue_append(p, u);
   return 0;
 }
 
@@ -711,8 +714,7 @@ static void res_watch(bl_pool_t *p, struct bl__worker *w) {
 
 static int send_unit(bl_pool_t *p, struct bl__worker *w, struct bl__unit *u) {
   bl_result_t *r = u->job;
-  size_t i0 = (size_t)u->chunk * r->chunksize;
-  size_t n = r->nitems - i0 < r->chunksize ? r->nitems - i0 : r->chunksize;
+  size_t i0 = (size_t)u->chunk * r->chunksize, n = chunk_items(r, u->chunk);
   size_t at = w->out.len;
   int rc = r->mj ? bl__pw_put_join(&w->out, r->id, u->chunk, r->ext_off, r->task)
          : r->argv ? bl__pw_put_task_v(&w->out, r->id, u->chunk, i0, r->task,
@@ -920,12 +922,8 @@ static void queue_job(bl_pool_t *p, bl_result_t *r) {
     u->job = r;
     u->chunk = (uint32_t)c;
     u->state = BL__U_QUEUED;
-    u->next = NULL;
-    if (p->q_tail) p->q_tail->next = u;
-    else p->q_head = u;
-    p->q_tail = u;
+    queue_append(p, u);
   }
-  p->qlen += r->nchunks;
 }
 
 /* The submission stack's "closed" mark: no job lives at address 1. */
